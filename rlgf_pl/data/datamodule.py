@@ -1,0 +1,204 @@
+"""The environment: prompts, the guide and the reward, and the rollouts they make each epoch."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from datasets import Dataset
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_warn
+from torch.utils.data import DataLoader
+
+from rlgf_pl.data.epoch_rollouts import EpochRollouts
+from rlgf_pl.data.prompt_cursor import PromptCursor
+from rlgf_pl.data.tasks.base import PromptTask, drop_empty_prompts
+from rlgf_pl.policies.generation import GenerationSettings
+from rlgf_pl.policies.guide import Guide
+from rlgf_pl.rewards.base import Reward, check_scores
+from rlgf_pl.rollout.containers import PPOBatch, Rollout
+from rlgf_pl.rollout.plan import Plan
+from rlgf_pl.rollout.sampler import RolloutSampler
+
+if TYPE_CHECKING:
+    from rlgf_pl.algorithms.base import RLGFModule
+
+
+def collate_prompts(rows: list[dict]) -> dict[str, list]:
+    """Evaluation batches stay text: {'prompt': [B str], 'references': [B list[str]]}."""
+    return {"prompt": [row["prompt"] for row in rows], "references": [row["references"] for row in rows]}
+
+
+class RolloutDataModule(LightningDataModule):
+    """Owns the prompts, the frozen guide and the reward; yields PPO minibatches of fresh rollouts.
+
+    Args:
+        task: Where prompts and references come from.
+        reward: Scores each trajectory.
+        guide: The frozen guide policy (needed by PPO++, AggreVaTeD, LOLS, D2LOLS).
+        rollouts_per_epoch: Trajectories per epoch over all ranks; must split evenly across them.
+        minibatch_size: Trajectories per optimizer step, per rank.
+        ppo_epochs: Passes over each epoch's rollouts.
+        generation: The learner's decoding settings for training rollouts.
+        eval_generation: The learner's decoding settings for validation and test.
+        max_prompt_tokens: Longer prompts are cut from the left.
+        generation_batch_size: Prompts per `generate` call (memory bound); null = all of a rank's rollouts.
+        eval_batch_size: Prompts per validation/test batch.
+        seed: Seed of the rollout randomness; rank r uses seed + r.
+    """
+
+    def __init__(
+        self,
+        task: PromptTask,
+        reward: Reward,
+        guide: Guide | None = None,
+        rollouts_per_epoch: int = 112,
+        minibatch_size: int = 28,
+        ppo_epochs: int = 5,
+        generation: GenerationSettings | None = None,
+        eval_generation: GenerationSettings | None = None,
+        max_prompt_tokens: int = 64,
+        generation_batch_size: int | None = None,
+        eval_batch_size: int = 32,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        for name, value in (("rollouts_per_epoch", rollouts_per_epoch), ("minibatch_size", minibatch_size),
+                            ("ppo_epochs", ppo_epochs), ("max_prompt_tokens", max_prompt_tokens),
+                            ("eval_batch_size", eval_batch_size)):
+            if value < 1:
+                raise ValueError(f"data.{name} must be >= 1, got {value}.")
+        self.task = task
+        self.reward = reward
+        self.guide = guide
+        self.rollouts_per_epoch = rollouts_per_epoch
+        self.minibatch_size = minibatch_size
+        self.ppo_epochs = ppo_epochs
+        self.generation = generation or GenerationSettings()
+        self.eval_generation = eval_generation or self.generation
+        self.max_prompt_tokens = max_prompt_tokens
+        self.generation_batch_size = generation_batch_size
+        self.eval_batch_size = eval_batch_size
+        self.seed = seed
+        self.datasets: dict[str, Dataset] = {}
+        self._generator: torch.Generator | None = None
+        self._cursor: PromptCursor | None = None
+        self._pending_state: dict | None = None
+        self.last_rollout: Rollout | None = None
+        self.last_scores: torch.Tensor | None = None
+
+    # ---- distributed layout -------------------------------------------------------------
+    @property
+    def rank(self) -> int:
+        return self.trainer.global_rank if self.trainer is not None else 0
+
+    @property
+    def world_size(self) -> int:
+        return self.trainer.world_size if self.trainer is not None else 1
+
+    @property
+    def rollouts_per_rank(self) -> int:
+        world = self.world_size
+        if self.rollouts_per_epoch % world:
+            raise ValueError(
+                f"data.rollouts_per_epoch={self.rollouts_per_epoch} does not split evenly over {world} ranks; "
+                f"use a multiple of {world}."
+            )
+        per_rank = self.rollouts_per_epoch // world
+        if self.minibatch_size > per_rank:
+            raise ValueError(
+                f"data.minibatch_size={self.minibatch_size} is larger than the rollouts per rank "
+                f"(rollouts_per_epoch={self.rollouts_per_epoch} / {world} rank(s) = {per_rank}). "
+                f"Lower data.minibatch_size to at most {per_rank} or raise data.rollouts_per_epoch."
+            )
+        return per_rank
+
+    # ---- Lightning hooks --------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        splits = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}.get(stage, ())
+        for split in splits:
+            if split not in self.datasets:
+                dataset, dropped = drop_empty_prompts(self.task.load(split))
+                if dropped:
+                    rank_zero_warn(f"Dropped {dropped} empty prompt(s) from the {split} split ({len(dataset)} remain).")
+                if len(dataset) == 0:
+                    raise ValueError(f"The {split} split of {type(self.task).__name__} has no non-empty prompts.")
+                self.datasets[split] = dataset
+        if stage == "fit":
+            self.rollouts_per_rank  # noqa: B018  (fail now, with the fix, rather than mid-epoch)
+
+    def train_dataloader(self) -> EpochRollouts:
+        return EpochRollouts(self)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        return DataLoader(self.datasets[split], batch_size=self.eval_batch_size, shuffle=False, collate_fn=collate_prompts)
+
+    def state_dict(self) -> dict:
+        self._ensure_rng()
+        return {"generator": self._generator.get_state(), "cursor": self._cursor.state_dict()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._pending_state = state_dict
+        if self._generator is not None:
+            self._apply_pending_state()
+
+    # ---- rollouts ---------------------------------------------------------------------------
+    @property
+    def generator(self) -> torch.Generator:
+        self._ensure_rng()
+        return self._generator
+
+    def _ensure_rng(self) -> None:
+        if self._generator is None:
+            self._generator = torch.Generator().manual_seed(self.seed + self.rank)
+            self._cursor = PromptCursor(len(self.datasets["train"]), self.rank, self.world_size)
+        if self._pending_state is not None:
+            self._apply_pending_state()
+
+    def _apply_pending_state(self) -> None:
+        self._generator.set_state(self._pending_state["generator"])
+        self._cursor.load_state_dict(self._pending_state["cursor"])
+        self._pending_state = None
+
+    def sampler(self, module: RLGFModule, settings: GenerationSettings) -> RolloutSampler:
+        """A sampler for the module's learner (and the guide, on the learner's device)."""
+        if self.guide is not None:
+            self.guide.to(module.device)
+        self.reward.to(module.device)
+        return RolloutSampler(module.policy, settings, self.guide, self.max_prompt_tokens)
+
+    def score(self, rollout: Rollout) -> torch.Tensor:
+        """The reward of each trajectory, validated, on the learner's device."""
+        scores = self.reward(rollout.prompts, rollout.continuations, rollout.references)
+        return check_scores(scores, rollout.batch_size, self.reward).to(rollout.query_ids.device)
+
+    def collect_epoch(self) -> PPOBatch:
+        """Generate, score and prepare this rank's rollouts for one epoch with the current learner."""
+        module: RLGFModule = self.trainer.lightning_module
+        self._ensure_rng()
+        indices = self._cursor.take(self.rollouts_per_rank, self.generator)
+        prompts = self.datasets["train"].select(indices)
+        sampler = self.sampler(module, self.generation)
+        chunk = self.generation_batch_size or len(indices)
+        rollouts = [
+            sampler.sample(prompts["prompt"][start : start + chunk], prompts["references"][start : start + chunk],
+                           module.plan, self.generator)
+            for start in range(0, len(indices), chunk)
+        ]
+        rollout = Rollout.concat(rollouts, module.policy.pad_token_id) if len(rollouts) > 1 else rollouts[0]
+        scores = self.score(rollout)
+        self.last_rollout, self.last_scores = rollout, scores
+        return module.prepare(rollout, scores)
+
+    def evaluation_rollout(self, module: RLGFModule, batch: dict, batch_idx: int, plan: Plan | None = None) -> Rollout:
+        """Learner (or `plan`) continuations of an evaluation batch, with a fixed seed per batch and rank,
+        so every validation sees the same sampling noise and does not disturb training randomness."""
+        generator = torch.Generator().manual_seed(10_007 * (self.seed + 1) + 1_000_003 * self.rank + batch_idx)
+        sampler = self.sampler(module, self.eval_generation)
+        return sampler.sample(batch["prompt"], batch["references"], plan or Plan(), generator)

@@ -1,0 +1,7 @@
+"""Tasks: where prompts and references come from."""
+
+from rlgf_pl.data.tasks.base import PromptTask
+from rlgf_pl.data.tasks.text_files import TextFilesTask
+from rlgf_pl.data.tasks.toy import ToyTask
+
+__all__ = ["PromptTask", "TextFilesTask", "ToyTask"]

@@ -1,0 +1,36 @@
+"""The critic: a scalar value head on a transformer trunk."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+
+from rlgf_pl.policies.causal_lm import position_ids_from_mask
+
+
+class ValueModel(nn.Module):
+    """V(s_t) for every response position: a linear head on a trunk's last hidden state.
+
+    The trunk is its own copy of the backbone by default; pass the learner's `base_model` to
+    share it (fewer parameters, value gradients then reach the policy's trunk).
+    """
+
+    def __init__(self, backbone: PreTrainedModel) -> None:
+        super().__init__()
+        self.backbone = backbone
+        hidden_size = backbone.config.hidden_size if hasattr(backbone.config, "hidden_size") else backbone.config.n_embd
+        self.head = nn.Linear(hidden_size, 1)
+        nn.init.normal_(self.head.weight, std=1.0 / (hidden_size + 1) ** 0.5)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor) -> Tensor:
+        """Values of the states before each response token. -> [B, T] (float32)."""
+        input_ids = torch.cat([query_ids, response_ids], dim=1)
+        attention_mask = torch.cat([query_mask, response_mask], dim=1)
+        hidden = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask)
+        ).last_hidden_state
+        query_length = query_ids.shape[1]
+        states = hidden[:, query_length - 1 : -1]
+        return self.head(states.to(self.head.weight.dtype)).squeeze(-1).float()

@@ -1,0 +1,48 @@
+"""Decoding settings, as plain data that a YAML config can set."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class GenerationSettings:
+    """How a policy samples continuations.
+
+    Attributes:
+        max_new_tokens: Most tokens generated after the prompt.
+        min_new_tokens: Fewest tokens generated before EOS is allowed.
+        do_sample: Sample (True) or decode greedily (False).
+        top_k: Keep only the k most likely tokens when sampling (0 disables).
+        top_p: Nucleus sampling mass (1.0 disables).
+        temperature: Softmax temperature when sampling.
+    """
+
+    max_new_tokens: int = 48
+    min_new_tokens: int = 0
+    do_sample: bool = True
+    top_k: int = 50
+    top_p: float = 1.0
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError(
+                f"min_new_tokens must lie in [0, max_new_tokens={self.max_new_tokens}], got {self.min_new_tokens}."
+            )
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}.")
+        if self.temperature <= 0.0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}.")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 disables it), got {self.top_k}.")
+
+    def generate_kwargs(self) -> dict:
+        """Keyword arguments for Hugging Face `generate`."""
+        kwargs = asdict(self)
+        if not self.do_sample:
+            for key in ("top_k", "top_p", "temperature"):
+                kwargs.pop(key)
+        return kwargs

@@ -1,0 +1,62 @@
+"""Load Hugging Face models and tokenizers from a hub id, a local directory or the offline zoo."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from rlgf_pl.zoo.registry import resolve_model_path
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def parse_dtype(dtype: str | None) -> torch.dtype | None:
+    """Map a config string ('float32', 'bfloat16', 'float16' or None) to a torch dtype."""
+    if dtype is None or dtype == "auto":
+        return None
+    if dtype not in _DTYPES:
+        raise ValueError(f"Unknown dtype {dtype!r}; use one of {sorted(_DTYPES)} or null.")
+    return _DTYPES[dtype]
+
+
+def _load_error(kind: str, name: str, error: Exception) -> OSError:
+    return OSError(
+        f"Could not load the {kind} {name!r}: {error}\n"
+        "Pass a Hugging Face hub id (needs a network, or HF_HUB_OFFLINE=0 with a filled cache), a local "
+        "directory written by `save_pretrained` (it must contain config.json), or an offline zoo name "
+        "such as 'zoo:toy-gpt2' (see `rlgf zoo list`)."
+    )
+
+
+def load_tokenizer(name_or_path: str, padding_side: str = "left") -> PreTrainedTokenizerBase:
+    """Load a tokenizer for generation: left padding, and a pad token (EOS if it has none)."""
+    path = resolve_model_path(name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        raise _load_error("tokenizer", name_or_path, error) from error
+    tokenizer.padding_side = padding_side
+    tokenizer.truncation_side = "left"  # the end of a prompt is what the model continues
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token_id is None:
+            raise ValueError(f"Tokenizer {name_or_path!r} has neither a pad nor an EOS token; add one before training.")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(name_or_path: str, dtype: str | None = None, **kwargs) -> PreTrainedModel:
+    """Load any causal LM (`AutoModelForCausalLM`) from a hub id, a local directory or a zoo name."""
+    path = resolve_model_path(name_or_path)
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=parse_dtype(dtype), **kwargs)
+    except (OSError, ValueError) as error:
+        raise _load_error("causal language model", name_or_path, error) from error
+
+
+def load_backbone(name_or_path: str, dtype: str | None = None, **kwargs) -> PreTrainedModel:
+    """Load the transformer trunk (`AutoModel`, no LM head) of a model, e.g. for a critic."""
+    path = resolve_model_path(name_or_path)
+    try:
+        return AutoModel.from_pretrained(path, dtype=parse_dtype(dtype), **kwargs)
+    except (OSError, ValueError) as error:
+        raise _load_error("model backbone", name_or_path, error) from error

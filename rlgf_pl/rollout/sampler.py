@@ -1,0 +1,126 @@
+"""The rollout sampler: batched roll-in, handoff at h, batched roll-out."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor
+
+from rlgf_pl.policies.causal_lm import CausalLMPolicy
+from rlgf_pl.policies.generation import GenerationSettings
+from rlgf_pl.policies.guide import Guide, TokenWriter
+from rlgf_pl.rollout.containers import Rollout
+from rlgf_pl.rollout.packing import pack
+from rlgf_pl.rollout.plan import Plan, sample_switch_index
+
+
+@contextmanager
+def seeded_generation(seed: int, device: torch.device):
+    """Sample with a private, seeded RNG stream, leaving the global one untouched."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+@contextmanager
+def evaluation_mode(module: torch.nn.Module):
+    """`eval()` for generation, then back to the mode it was in."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+class RolloutSampler:
+    """Generates trajectories for a plan, in the learner's tokens.
+
+    A mixed trajectory is written in two batched generations: the roll-in policy continues every
+    mixing prompt, each row is cut at its own switch index h, the ragged prefixes are left-padded
+    into one batch that the roll-out policy prefills in one pass and continues. The total length
+    never exceeds `settings.max_new_tokens`.
+
+    Args:
+        learner: The policy being trained.
+        settings: The learner's decoding settings (its `max_new_tokens` bounds every trajectory).
+        guide: The frozen guide, or None for plans that do not use one.
+        max_prompt_tokens: Prompts longer than this are cut from the left.
+    """
+
+    def __init__(
+        self,
+        learner: CausalLMPolicy,
+        settings: GenerationSettings,
+        guide: Guide | None = None,
+        max_prompt_tokens: int = 64,
+    ) -> None:
+        self.learner = learner
+        self.settings = settings
+        self.max_prompt_tokens = max_prompt_tokens
+        self.writers: dict[str, TokenWriter] = {"learner": TokenWriter(learner, settings)}
+        if guide is not None:
+            self.writers["guide"] = guide.writer(learner)
+
+    def sample(self, prompts: list[str], references: list[list[str]], plan: Plan, generator: torch.Generator) -> Rollout:
+        """Trajectories for `prompts` under `plan`, all randomness drawn from `generator` (CPU)."""
+        if plan.uses_guide and "guide" not in self.writers:
+            raise ValueError(f"The plan {plan} needs a guide, but the data module has none: set data.init_args.guide.")
+        batch = len(prompts)
+        mix = torch.rand(batch, generator=generator) < plan.beta
+        uniform = torch.rand(batch, generator=generator)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        device = self.learner.device
+        query_ids, query_mask = self.learner.encode_prompts(prompts, self.max_prompt_tokens)
+        with evaluation_mode(self.learner), seeded_generation(seed, device):
+            rollout = self._generate(query_ids, query_mask, plan, mix.to(device), uniform.to(device))
+        response_ids, response_mask, learner_mask, guide_mask, switch_index = rollout
+        return Rollout(
+            query_ids=query_ids,
+            query_mask=query_mask,
+            response_ids=response_ids,
+            response_mask=response_mask,
+            learner_mask=learner_mask,
+            guide_mask=guide_mask,
+            switch_index=switch_index,
+            prompts=self.learner.decode(query_ids, query_mask),
+            continuations=self.learner.decode(response_ids, response_mask),
+            references=references,
+        )
+
+    def _generate(self, query_ids: Tensor, query_mask: Tensor, plan: Plan, mix: Tensor, uniform: Tensor):
+        budget = self.settings.max_new_tokens
+        batch = query_ids.shape[0]
+        pad = self.learner.pad_token_id
+        switch_index = torch.zeros(batch, dtype=torch.long, device=query_ids.device)
+        rollin_ids = torch.full((batch, 1), pad, dtype=torch.long, device=query_ids.device)
+        if plan.mixes and bool(mix.any()):
+            rows = mix.nonzero().squeeze(-1)
+            tokens, lengths = self.writers[plan.rollin].write(query_ids[rows], query_mask[rows], budget)
+            rollin_ids = torch.full((batch, tokens.shape[1]), pad, dtype=torch.long, device=query_ids.device)
+            rollin_ids[rows] = tokens
+            switch_index[rows] = sample_switch_index(torch.ones_like(lengths, dtype=torch.bool), lengths, uniform[rows])
+        positions = torch.arange(rollin_ids.shape[1], device=query_ids.device)
+        prefix_keep = positions[None, :] < switch_index[:, None]
+        handoff_ids, handoff_mask = pack(
+            torch.cat([query_ids, rollin_ids], 1), torch.cat([query_mask.bool(), prefix_keep], 1), pad, align="right"
+        )
+        remaining = budget - switch_index
+        rollout_ids, rollout_lengths = self.writers[plan.rollout].write(handoff_ids, handoff_mask, int(remaining.max()))
+        rollout_lengths = torch.minimum(rollout_lengths, remaining)
+        rollout_keep = torch.arange(rollout_ids.shape[1], device=query_ids.device)[None, :] < rollout_lengths[:, None]
+        response_ids, response_mask = pack(
+            torch.cat([rollin_ids, rollout_ids], 1), torch.cat([prefix_keep, rollout_keep], 1), pad, align="left"
+        )
+        in_prefix = torch.arange(response_ids.shape[1], device=query_ids.device)[None, :] < switch_index[:, None]
+        written_by_rollin = in_prefix & response_mask.bool()
+        written_by_rollout = ~in_prefix & response_mask.bool()
+        learner_mask = torch.zeros_like(response_mask, dtype=torch.bool)
+        if plan.rollin == "learner":
+            learner_mask |= written_by_rollin
+        if plan.rollout == "learner":
+            learner_mask |= written_by_rollout
+        guide_mask = response_mask.bool() & ~learner_mask
+        return response_ids, response_mask, learner_mask.long(), guide_mask.long(), switch_index

@@ -1,0 +1,104 @@
+"""Where zoo models live, and building them on first use."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lightning.pytorch.utilities import rank_zero_info
+
+ZOO_PREFIX = "zoo:"
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """A buildable model: `build(directory)` writes it with `save_pretrained`."""
+
+    name: str
+    description: str
+    build: Callable[[Path], None]
+    depends_on: tuple[str, ...] = ()
+
+
+ZOO: dict[str, ZooEntry] = {}
+
+
+def register(entry: ZooEntry) -> ZooEntry:
+    ZOO[entry.name] = entry
+    return entry
+
+
+def cache_dir() -> Path:
+    """`$RLGF_CACHE`, else `$XDG_CACHE_HOME/rlgf_pl`, else `~/.cache/rlgf_pl`."""
+    if os.environ.get("RLGF_CACHE"):
+        return Path(os.environ["RLGF_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rlgf_pl"
+
+
+def zoo_path(name: str) -> Path:
+    return cache_dir() / "zoo" / name
+
+
+def _load_entries() -> None:
+    # Importing the builders registers them; kept lazy so `import rlgf_pl` stays light.
+    from rlgf_pl.zoo import toy  # noqa: F401
+
+
+def ensure_built(name: str) -> Path:
+    """Build zoo model `name` (and what it depends on) unless it is in the cache; return its directory."""
+    _load_entries()
+    if name not in ZOO:
+        raise ValueError(f"Unknown zoo model {name!r}; the zoo has {sorted(ZOO)} (see `rlgf zoo list`).")
+    entry = ZOO[name]
+    for dependency in entry.depends_on:
+        ensure_built(dependency)
+    target = zoo_path(name)
+    if (target / "config.json").exists() or (target / "DONE").exists():
+        return target
+    started = time.perf_counter()
+    rank_zero_info(f"[rlgf zoo] building {name!r} into {target} ...")
+    staging = target.with_name(f".{name}.building-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    entry.build(staging)
+    (staging / "DONE").write_text(f"built in {time.perf_counter() - started:.1f}s\n")
+    try:
+        staging.rename(target)  # atomic: concurrent builders (DDP ranks) never see half a model
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)  # another process finished first
+    rank_zero_info(f"[rlgf zoo] built {name!r} in {time.perf_counter() - started:.1f}s")
+    return target
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """`zoo:<name>` -> the built zoo directory; anything else (hub id, local path) is returned unchanged."""
+    if name_or_path.startswith(ZOO_PREFIX):
+        return str(ensure_built(name_or_path[len(ZOO_PREFIX) :]))
+    return name_or_path
+
+
+def zoo_main(argv: list[str]) -> int:
+    """`rlgf zoo list` and `rlgf zoo build [NAME ...]`."""
+    import argparse
+
+    _load_entries()
+    parser = argparse.ArgumentParser(prog="rlgf zoo", description="Offline model zoo, built from PyPI data.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="List zoo models, whether each is built and where.")
+    build = sub.add_parser("build", help="Build zoo models now (all when no name is given).")
+    build.add_argument("names", nargs="*", help=f"zoo names, from {sorted(ZOO)}")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        print(f"zoo cache: {cache_dir() / 'zoo'}  (set RLGF_CACHE to move it)")
+        for name, entry in sorted(ZOO.items()):
+            built = "built" if (zoo_path(name) / "DONE").exists() else "not built"
+            print(f"  zoo:{name:<22} {built:<10} {entry.description}")
+        return 0
+    for name in args.names or sorted(ZOO):
+        print(f"zoo:{name} -> {ensure_built(name)}")
+    return 0
