@@ -87,12 +87,15 @@ class RLGFModule(LightningModule):
         disable_dropout(network)
         tokenizer = load_tokenizer(model)
         self.policy = CausalLMPolicy(network, tokenizer)
-        reference = copy.deepcopy(network).requires_grad_(False).eval()
+        reference = copy.deepcopy(network).requires_grad_(False)
         self.reference = CausalLMPolicy(reference, tokenizer)
         self.critic = self._build_critic(model, dtype, critic_share_trunk)
         self.guide_critic = self._build_critic(model, dtype, False) if self.uses_guide_critic else None
         self.kl_controller = KLController(kl_coef, kl_target, kl_horizon)
         self._rollout_stats: dict[str, Tensor] = {}
+        # from_pretrained returns eval-mode models; with dropout off, train mode is the same function and
+        # keeps Lightning's mode bookkeeping quiet. Rollouts are prepared under eval() regardless.
+        self.train()
 
     uses_guide_critic: bool = False
     """Subclasses that train a critic of the guide's roll-outs (AggreVaTeD phases) set this."""

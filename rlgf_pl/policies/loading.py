@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -20,11 +23,16 @@ def parse_dtype(dtype: str | None) -> torch.dtype | None:
 
 
 def _load_error(kind: str, name: str, error: Exception) -> OSError:
+    looks_local = name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1]
+    if looks_local and not Path(name).expanduser().exists():
+        reason = f"the directory {name!r} does not exist"
+    else:
+        reason = str(error).splitlines()[0]
     return OSError(
-        f"Could not load the {kind} {name!r}: {error}\n"
-        "Pass a Hugging Face hub id (needs a network, or HF_HUB_OFFLINE=0 with a filled cache), a local "
-        "directory written by `save_pretrained` (it must contain config.json), or an offline zoo name "
-        "such as 'zoo:toy-gpt2' (see `rlgf zoo list`)."
+        f"Could not load the {kind} {name!r}: {reason}.\n"
+        "Pass a Hugging Face hub id (needs a network or a filled HF cache), a local directory written by "
+        "`save_pretrained` (with config.json in it), or an offline zoo name such as 'zoo:toy-gpt2' "
+        "(see `rlgf zoo list`)."
     )
 
 

@@ -1,0 +1,53 @@
+"""Write every rank's training rollouts to JSON lines, to read what the learner (and guide) wrote."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from rlgf_pl.results import run_log_dir
+
+
+class RolloutWriter(Callback):
+    """After each epoch's rollouts are collected, writes `rollouts/epoch{E}_rank{R}.jsonl` in the log
+    directory: prompt, continuation, reward, switch index, and which tokens the guide wrote.
+
+    Args:
+        every_n_epochs: Write every n-th epoch (1 = all).
+        max_rows: Rows written per rank and epoch (null = all).
+    """
+
+    def __init__(self, every_n_epochs: int = 1, max_rows: int | None = None) -> None:
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}.")
+        self.every_n_epochs = every_n_epochs
+        self.max_rows = max_rows
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not hasattr(trainer.datamodule, "last_rollout"):
+            raise TypeError("RolloutWriter needs a RolloutDataModule (or a data module with `last_rollout`).")
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
+        if batch_idx != 0 or trainer.current_epoch % self.every_n_epochs:
+            return
+        datamodule = trainer.datamodule
+        rollout, scores = datamodule.last_rollout, datamodule.last_scores
+        if rollout is None:
+            return
+        rows = range(rollout.batch_size if self.max_rows is None else min(self.max_rows, rollout.batch_size))
+        directory = run_log_dir(trainer) / "rollouts"
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"epoch{trainer.current_epoch:04d}_rank{trainer.global_rank}.jsonl"
+        with path.open("w") as handle:
+            for i in rows:
+                record = {
+                    "prompt": rollout.prompts[i],
+                    "continuation": rollout.continuations[i],
+                    "reward": float(scores[i]),
+                    "switch_index": int(rollout.switch_index[i]),
+                    "guide_tokens": int(rollout.guide_mask[i].sum()),
+                    "learner_tokens": int(rollout.learner_mask[i].sum()),
+                }
+                handle.write(json.dumps(record) + "\n")

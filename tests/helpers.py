@@ -1,0 +1,39 @@
+"""Test-only callbacks, importable from YAML/CLI as `helpers.X` (pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+from lightning.pytorch import Callback
+
+from rlgf_pl.rewards.base import Reward
+
+
+class StopAfterEpochs(Callback):
+    """Ends fit after `epochs` epochs, as if the job had been interrupted there (after its checkpoint)."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch + 1 >= self.epochs:
+            trainer.should_stop = True
+
+
+class BrokenReward(Reward):
+    """A reward that returns a bad value once it has been called `after` times (for error tests)."""
+
+    def __init__(self, kind: str = "nan", after: int = 0) -> None:
+        self.kind = kind
+        self.after = after
+        self.calls = 0
+
+    def __call__(self, prompts, continuations, references):
+        import torch
+
+        self.calls += 1
+        scores = torch.zeros(len(continuations))
+        if self.calls <= self.after:
+            return scores
+        if self.kind == "nan":
+            scores[0] = float("nan")
+            return scores
+        return scores[:-1]  # wrong shape

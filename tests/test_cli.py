@@ -1,0 +1,82 @@
+"""End to end through the `rlgf` command: learning, test results, DDP, and clear errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, fast_fit_args
+
+from rlgf_pl.cli import main
+from rlgf_pl.policies.loading import load_causal_lm
+from rlgf_pl.utils.tensorboard import per_epoch, read_scalars
+
+
+@pytest.mark.slow
+def test_ppo_learns_the_toy_reward_and_test_writes_results(tmp_path, toy_model_dir):
+    main(fast_fit_args(tmp_path, toy_model_dir, epochs=10))
+    logs = read_scalars(tmp_path)
+    val_reward = per_epoch(logs, "val/reward")
+    assert len(val_reward) == 10
+    assert val_reward[-1] > val_reward[0] + 0.25, val_reward
+    for tag in ("train/reward", "train/kl", "train/kl_coef", "train/clip_frac", "train/approx_kl",
+                "train/value_loss", "train/entropy", "train/explained_variance"):
+        assert len(per_epoch(logs, tag)) == 10, tag
+
+    (checkpoint,) = tmp_path.rglob("last.ckpt")
+    state = torch.load(checkpoint, weights_only=False)["state_dict"]
+    initial = load_causal_lm(str(toy_model_dir)).state_dict()
+    changed = [k for k, v in initial.items() if not torch.equal(state[f"policy.model.{k}"], v)]
+    assert len(changed) > len(initial) // 2, "most learner tensors should have moved"
+
+    test_dir = tmp_path / "test"
+    main(["test", "--config", str(REPO / "configs/toy/ppo.yaml"), f"--model.init_args.model={toy_model_dir}",
+          f"--trainer.logger.init_args.save_dir={test_dir}", "--trainer.enable_progress_bar=false",
+          f"--ckpt_path={checkpoint}"])
+    (results_file,) = test_dir.rglob("test_results.json")
+    results = json.loads(results_file.read_text())
+    assert results["test/reward"] > val_reward[0] + 0.25
+
+
+def test_unloadable_model_names_the_path_and_fix(tmp_path):
+    with pytest.raises((OSError, ValueError), match=r"(?s)'/no/such/model' does not exist.*save_pretrained"):
+        main(fast_fit_args(tmp_path, "/no/such/model"))
+
+
+def test_minibatch_larger_than_rank_rollouts_is_refused(tmp_path, toy_model_dir):
+    with pytest.raises(ValueError, match=r"minibatch_size=100 is larger than the rollouts per rank.*Lower"):
+        main(fast_fit_args(tmp_path, toy_model_dir, extra=["--data.init_args.minibatch_size=100"]))
+
+
+@pytest.mark.parametrize("kind, message", [("nan", "non-finite"), ("shape", r"returned shape \(63,\)")])
+def test_bad_reward_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path, toy_model_dir, kind, message):
+    # The reward goes bad in the second epoch (after 1 training + 1 validation call).
+    args = fast_fit_args(tmp_path, toy_model_dir, epochs=3, extra=[
+        "--data.init_args.reward=helpers.BrokenReward", f"--data.init_args.reward.init_args.kind={kind}",
+        "--data.init_args.reward.init_args.after=2"])
+    with pytest.raises(ValueError, match=message):
+        main(args)
+    (checkpoint,) = tmp_path.rglob("last.ckpt")
+    assert torch.load(checkpoint, weights_only=False)["global_step"] > 0  # epoch 0's checkpoint is intact
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_ranks_sample_different_prompts(tmp_path, toy_model_dir):
+    command = [str(Path(sys.executable).parent / "rlgf"), *fast_fit_args(tmp_path, toy_model_dir, epochs=2, extra=[
+        "--trainer.strategy=ddp", "--trainer.accelerator=cpu", "--trainer.devices=2",
+        "--trainer.callbacks+=callbacks.RolloutWriter"])]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    for epoch in (0, 1):
+        prompts = []
+        for rank in (0, 1):
+            (path,) = tmp_path.rglob(f"epoch{epoch:04d}_rank{rank}.jsonl")
+            rows = [json.loads(line) for line in path.read_text().splitlines()]
+            assert len(rows) == 32  # 64 rollouts split over 2 ranks
+            prompts.append({row["prompt"] for row in rows})
+        assert not prompts[0] & prompts[1], "ranks must sample disjoint prompt shards"
+    assert per_epoch(read_scalars(tmp_path), "val/reward")
