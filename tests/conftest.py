@@ -54,3 +54,50 @@ def fast_fit_args(tmp_path: Path, model_dir: Path | str, epochs: int = 2, extra:
         "--trainer.enable_model_summary=false",
         *(extra or []),
     ]
+
+
+def _constant_output_gpt2(directory: Path, tokenizer, marker: str, sign: float, seed: int) -> Path:
+    """A tiny GPT-2 whose next-token distribution ignores its input: the final layer norm outputs a fixed
+    vector b, and the marker's logit is +50|b| (always emitted) or -50|b| (never emitted)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=256, n_embd=32, n_layer=2, n_head=2,
+                        tie_word_embeddings=False, eos_token_id=tokenizer.eos_token_id,
+                        bos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model = GPT2LMHeadModel(config)
+    with torch.no_grad():
+        direction = torch.randn(32)
+        direction /= direction.norm()
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.copy_(direction)
+        model.lm_head.weight.normal_(std=0.01)
+        model.lm_head.weight[tokenizer.convert_tokens_to_ids(marker)] = sign * 50.0 * direction
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def marker_guide_dir(tmp_path_factory) -> Path:
+    """A guide that always writes 'good' (toy vocabulary)."""
+    from rlgf_pl.zoo.toy import build_toy_tokenizer
+
+    return _constant_output_gpt2(tmp_path_factory.mktemp("marker-guide"), build_toy_tokenizer(), "good", 1.0, 0)
+
+
+@pytest.fixture(scope="session")
+def no_marker_learner_dir(tmp_path_factory) -> Path:
+    """A learner that never writes 'good' (toy vocabulary)."""
+    from rlgf_pl.zoo.toy import build_toy_tokenizer
+
+    return _constant_output_gpt2(tmp_path_factory.mktemp("no-marker-learner"), build_toy_tokenizer(), "good", -1.0, 1)
+
+
+@pytest.fixture(scope="session")
+def reordered_marker_guide_dir(tmp_path_factory) -> Path:
+    """A guide that always writes 'good', with its own tokenizer: the toy words in reverse id order."""
+    from rlgf_pl.zoo.toy import TOY_WORDS, build_toy_tokenizer
+
+    tokenizer = build_toy_tokenizer(tuple(reversed(TOY_WORDS)))
+    return _constant_output_gpt2(tmp_path_factory.mktemp("reordered-guide"), tokenizer, "good", 1.0, 2)

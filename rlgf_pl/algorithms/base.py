@@ -117,8 +117,9 @@ class RLGFModule(LightningModule):
         return "learner"
 
     @property
-    def phase_name(self) -> str:
-        return type(self).__name__
+    def phase_id(self) -> int | None:
+        """For algorithms that alternate phases: 0 = AggreVaTeD, 1 = PPO++ (logged as `train/phase`)."""
+        return None
 
     def active_critic(self) -> ValueModel:
         if self.critic_name == "guide":
@@ -154,6 +155,8 @@ class RLGFModule(LightningModule):
             advantages = whiten(advantages, learner_mask)
         kl_per_trajectory = kl.sum(-1).mean()
         self._rollout_stats = self._summarize(rollout, scores, kl_per_trajectory, values, returns, critic_mask)
+        if self.phase_id is not None:
+            self._rollout_stats["train/phase"] = torch.tensor(float(self.phase_id), device=scores.device)
         self.kl_controller.update(float(self._sync_mean(kl_per_trajectory)), self.trainer.datamodule.rollouts_per_epoch
                                   if self._trainer is not None else rollout.batch_size)
         return PPOBatch(

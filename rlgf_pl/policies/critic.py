@@ -21,7 +21,9 @@ class ValueModel(nn.Module):
         self.backbone = backbone
         hidden_size = backbone.config.hidden_size if hasattr(backbone.config, "hidden_size") else backbone.config.n_embd
         self.head = nn.Linear(hidden_size, 1)
-        nn.init.normal_(self.head.weight, std=1.0 / (hidden_size + 1) ** 0.5)
+        # Zero init: V = 0 until trained, and no draw from the global RNG, so building a critic never
+        # shifts the random stream of anything built after it.
+        nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
     def forward(self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor) -> Tensor:

@@ -55,4 +55,18 @@ def build_toy_gpt2(directory: Path, seed: int = 0, n_layer: int = 2, n_embd: int
     tokenizer.save_pretrained(directory)
 
 
+def build_toy_guide(directory: Path, seed: int = 0) -> None:
+    """`toy-gpt2` fine-tuned with SFT on sentences where about half the words are 'good': a guide that
+    knows what the toy reward wants and a learner that starts without it."""
+    from rlgf_pl.data.tasks.toy import ToyTask
+    from rlgf_pl.zoo.registry import zoo_path
+    from rlgf_pl.zoo.training import train_sft
+
+    task = ToyTask({"train": 2048, "validation": 16}, min_words=8, max_words=16, seed=seed,
+                   word_weights={"good": 40.0})
+    train_sft(zoo_path("toy-gpt2"), task, directory, epochs=2, lr=3e-3, batch_size=32, max_length=40, seed=seed)
+
+
 register(ZooEntry("toy-gpt2", "random 2-layer GPT-2 over a 40-word vocabulary (tests, smallest run)", build_toy_gpt2))
+register(ZooEntry("toy-guide", "toy-gpt2 fine-tuned to say 'good' about half the time (toy guide)", build_toy_guide,
+                  depends_on=("toy-gpt2",)))

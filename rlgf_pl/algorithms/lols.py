@@ -1,0 +1,113 @@
+"""LOLS and D2LOLS: alternate between PPO++ and AggreVaTeD phases."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+
+from rlgf_pl.algorithms.base import RLGFModule
+from rlgf_pl.rollout.plan import Plan
+
+AGGREVATED, PPO_PLUS_PLUS = 0, 1
+
+
+class _PhasedModule(RLGFModule):
+    """A module whose epoch is either an AggreVaTeD phase (learner roll-in, guide roll-out, guide
+    critic) or a PPO++ phase (guide roll-in, learner roll-out, learner critic)."""
+
+    uses_guide_critic = True
+
+    def __init__(self, *args, beta: float = 0.8, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        Plan("learner", "guide", beta)
+        self.beta = beta
+
+    @property
+    def phase_id(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def plan(self) -> Plan:
+        if self.phase_id == PPO_PLUS_PLUS:
+            return Plan("guide", "learner", self.beta)
+        return Plan("learner", "guide", self.beta)
+
+    @property
+    def critic_name(self) -> Literal["learner", "guide"]:
+        return "learner" if self.phase_id == PPO_PLUS_PLUS else "guide"
+
+
+class LOLS(_PhasedModule):
+    """Each epoch is PPO++ with probability `tau`, else AggreVaTeD. The coin of epoch e is drawn from its
+    own generator seeded by (`seed`, e), so a resumed run flips the same coins; the flips so far are
+    also written into the checkpoint.
+
+    Args:
+        tau: Probability of a PPO++ epoch.
+        beta: Mixing probability of both phases.
+        seed: Seed of the coin flips.
+        **kwargs: See `RLGFModule`.
+    """
+
+    def __init__(self, *args, tau: float = 0.8, beta: float = 0.8, seed: int = 0, **kwargs) -> None:
+        super().__init__(*args, beta=beta, **kwargs)
+        if not 0.0 <= tau <= 1.0:
+            raise ValueError(f"tau must lie in [0, 1], got {tau}.")
+        self.tau = tau
+        self.seed = seed
+        self.flips: dict[int, int] = {}
+
+    def coin(self, epoch: int) -> int:
+        """PPO_PLUS_PLUS (1) or AGGREVATED (0) for `epoch`."""
+        if epoch not in self.flips:
+            generator = torch.Generator().manual_seed(1_000_003 * (self.seed + 1) + epoch)
+            self.flips[epoch] = PPO_PLUS_PLUS if float(torch.rand(1, generator=generator)) < self.tau else AGGREVATED
+        return self.flips[epoch]
+
+    @property
+    def phase_id(self) -> int:
+        epoch = self.trainer.current_epoch if self._trainer is not None else 0
+        return self.coin(epoch)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["lols_flips"] = dict(self.flips)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.flips.update(checkpoint.get("lols_flips", {}))
+
+
+class D2LOLS(_PhasedModule):
+    """AggreVaTeD for epochs before `switch_epoch`, PPO++ from then on. The switch is made by the
+    `callbacks.D2LOLSSwitch` callback, which this module adds when the config lists none.
+
+    Args:
+        switch_epoch: First PPO++ epoch.
+        beta: Mixing probability of both phases (paper IMDB setting: 0.8).
+        **kwargs: See `RLGFModule`.
+    """
+
+    def __init__(self, *args, switch_epoch: int = 10, beta: float = 0.8, **kwargs) -> None:
+        super().__init__(*args, beta=beta, **kwargs)
+        if switch_epoch < 0:
+            raise ValueError(f"switch_epoch must be >= 0, got {switch_epoch}.")
+        self.switch_epoch = switch_epoch
+        self.register_buffer("switched", torch.tensor(False))  # in the state dict, so resume keeps the phase
+
+    @property
+    def phase_id(self) -> int:
+        return PPO_PLUS_PLUS if bool(self.switched) else AGGREVATED
+
+    def switch_to_ppo_plus_plus(self) -> None:
+        """From now on: guide roll-in, learner roll-out, learner critic."""
+        self.switched.fill_(True)
+
+    def configure_callbacks(self) -> list:
+        from callbacks.d2lols_switch import D2LOLSSwitch
+
+        callbacks = super().configure_callbacks()
+        if not any(isinstance(callback, D2LOLSSwitch) for callback in self.trainer.callbacks):
+            callbacks.append(D2LOLSSwitch(self.switch_epoch))
+        return callbacks

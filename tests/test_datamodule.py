@@ -1,0 +1,82 @@
+"""The rollout data module: tasks, prompt hygiene, minibatch counts and checkpointable sampling state."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from rlgf_pl.algorithms.ppo import PPO
+from rlgf_pl.data.datamodule import RolloutDataModule
+from rlgf_pl.data.tasks import TextFilesTask, ToyTask
+from rlgf_pl.policies.generation import GenerationSettings
+from rlgf_pl.rewards import WordFrequencyReward
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def _attach(datamodule, module):
+    """Wire the data module to a module the way a Trainer does, minus the Trainer."""
+    datamodule.trainer = SimpleNamespace(lightning_module=module, global_rank=0, world_size=1)
+    datamodule.setup("fit")
+    return datamodule
+
+
+def test_missing_column_is_named_with_the_fix(tmp_path):
+    files = {"train": _write_jsonl(tmp_path / "train.jsonl", [{"text": "a movie", "reference": "ok"}])}
+    with pytest.raises(KeyError, match=r"Column 'prompt' \(set as prompt_column\) is missing.*\['text', 'reference'\]"):
+        TextFilesTask(files, prompt_column="prompt").load("train")
+
+
+def test_empty_prompts_are_dropped_with_a_count(tmp_path, toy_model_dir):
+    rows = [{"prompt": "good movie", "reference": "yes"}, {"prompt": "", "reference": "x"},
+            {"prompt": "   ", "reference": "y"}, {"prompt": "bad film", "reference": ["a", "b"]}]
+    files = {split: _write_jsonl(tmp_path / f"{split}.jsonl", rows) for split in ("train", "validation")}
+    datamodule = RolloutDataModule(TextFilesTask(files), WordFrequencyReward(), rollouts_per_epoch=2, minibatch_size=1)
+    with pytest.warns(UserWarning, match=r"Dropped 2 empty prompt\(s\) from the train split \(2 remain\)"):
+        _attach(datamodule, PPO(model=str(toy_model_dir)))
+    assert datamodule.datasets["train"]["prompt"] == ["good movie", "bad film"]
+    assert datamodule.datasets["train"]["references"] == [["yes"], ["a", "b"]]
+
+
+def test_minibatch_count_matches_len_and_masks_cover_the_response(toy_model_dir):
+    module = PPO(model=str(toy_model_dir))
+    datamodule = _attach(RolloutDataModule(
+        ToyTask({"train": 40, "validation": 4}), WordFrequencyReward(), rollouts_per_epoch=10, minibatch_size=4,
+        ppo_epochs=2, generation=GenerationSettings(max_new_tokens=6, top_k=0), generation_batch_size=3,
+    ), module)
+    loader = datamodule.train_dataloader()
+    batches = list(loader)
+    assert len(batches) == len(loader) == 6
+    assert [len(batch) for batch in batches] == [4, 4, 2, 4, 4, 2]
+    rollout = datamodule.last_rollout
+    assert rollout.batch_size == 10 and rollout.response_ids.shape[1] <= 6
+    assert torch.equal(rollout.learner_mask, rollout.response_mask)  # PPO: the learner wrote everything
+    assert not rollout.guide_mask.any() and not rollout.switch_index.any()
+    for batch in batches:
+        assert torch.equal(batch.policy_mask, batch.response_mask) and torch.equal(batch.critic_mask, batch.response_mask)
+        assert (batch.advantages[batch.response_mask == 0] == 0).all()
+
+
+def test_sampling_state_round_trips(toy_model_dir):
+    module = PPO(model=str(toy_model_dir))
+
+    def fresh():
+        return _attach(RolloutDataModule(ToyTask({"train": 50, "validation": 4}), WordFrequencyReward(),
+                                          rollouts_per_epoch=8, minibatch_size=8, ppo_epochs=1,
+                                          generation=GenerationSettings(max_new_tokens=5, top_k=0)), module)
+
+    first = fresh()
+    list(first.train_dataloader())
+    state = first.state_dict()
+    list(first.train_dataloader())
+    expected = first.last_rollout
+
+    second = fresh()
+    second.load_state_dict(state)
+    list(second.train_dataloader())
+    assert second.last_rollout.prompts == expected.prompts
+    assert torch.equal(second.last_rollout.response_ids, expected.response_ids)
