@@ -41,19 +41,27 @@ def _deterministic() -> None:
     torch.manual_seed(0)
 
 
-def fast_fit_args(tmp_path: Path, model_dir: Path | str, epochs: int = 2, extra: list[str] | None = None) -> list[str]:
-    """`rlgf fit` arguments for a quick toy run that logs into tmp_path."""
-    return [
+def fast_fit_args(tmp_path: Path, model_dir: Path | str, epochs: int = 2, extra: list[str] | None = None,
+                  config: str = "ppo", guide: Path | str | None = None, dense: bool = True) -> list[str]:
+    """`rlgf fit` arguments for a quick run of `configs/toy/{config}.yaml` that logs into tmp_path.
+
+    PPO runs drop the guide; `dense` swaps the sparse toy reward for the dense word fraction."""
+    args = [
         "fit",
-        "--config", str(REPO / "configs/toy/ppo.yaml"),
+        "--config", str(REPO / f"configs/toy/{config}.yaml"),
         f"--model.init_args.model={model_dir}",
         f"--trainer.max_epochs={epochs}",
         f"--trainer.default_root_dir={tmp_path}",
-        f"--trainer.logger.init_args.save_dir={tmp_path}",
         "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
-        *(extra or []),
     ]
+    if dense:
+        args.append("--data.init_args.reward.init_args.at_least=0")
+    if guide is not None:
+        args.append(f"--data.init_args.guide.init_args.model={guide}")
+    elif config == "ppo":
+        args.append("--data.init_args.guide=null")
+    return [*args, *(extra or [])]
 
 
 def _constant_output_gpt2(directory: Path, tokenizer, marker: str, sign: float, seed: int) -> Path:
@@ -101,3 +109,11 @@ def reordered_marker_guide_dir(tmp_path_factory) -> Path:
 
     tokenizer = build_toy_tokenizer(tuple(reversed(TOY_WORDS)))
     return _constant_output_gpt2(tmp_path_factory.mktemp("reordered-guide"), tokenizer, "good", 1.0, 2)
+
+
+@pytest.fixture(scope="session")
+def toy_model_dir_guide() -> Path:
+    """The zoo's toy guide (toy-gpt2 fine-tuned with SFT to say 'good'), built once into the test cache."""
+    from rlgf_pl.zoo.registry import ensure_built
+
+    return ensure_built("toy-guide")

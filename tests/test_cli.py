@@ -34,8 +34,8 @@ def test_ppo_learns_the_toy_reward_and_test_writes_results(tmp_path, toy_model_d
 
     test_dir = tmp_path / "test"
     main(["test", "--config", str(REPO / "configs/toy/ppo.yaml"), f"--model.init_args.model={toy_model_dir}",
-          f"--trainer.logger.init_args.save_dir={test_dir}", "--trainer.enable_progress_bar=false",
-          f"--ckpt_path={checkpoint}"])
+          "--data.init_args.guide=null", f"--trainer.default_root_dir={test_dir}",
+          "--trainer.enable_progress_bar=false", f"--ckpt_path={checkpoint}"])
     (results_file,) = test_dir.rglob("test_results.json")
     results = json.loads(results_file.read_text())
     assert results["test/reward"] > val_reward[0] + 0.25
