@@ -128,7 +128,7 @@ def _epochs_to_threshold(root: Path, threshold: float) -> int:
 def test_guided_algorithms_learn_the_sparse_task_faster_than_ppo(tmp_path, toy_model_dir, toy_model_dir_guide):
     """The toy guide says 'good' half the time; the reward is 1 only for >= 3 'good's in 12 words, which a
     random learner almost never writes. Guidance should find the reward in fewer epochs."""
-    epochs, threshold = 13, 0.5
+    epochs, threshold = 16, 0.5
     reached = {}
     for config in ("ppo", "ppo_pp", "d2lols"):
         reached[config] = []

@@ -18,7 +18,12 @@ from rlgf_pl.algorithms.losses import ppo_loss
 from rlgf_pl.policies.causal_lm import CausalLMPolicy
 from rlgf_pl.policies.critic import ValueModel
 from rlgf_pl.policies.loading import load_backbone, load_causal_lm, load_tokenizer
-from rlgf_pl.rollout.advantages import explained_variance, generalized_advantages, kl_shaped_rewards, masked_mean, whiten
+from rlgf_pl.rollout.advantages import (
+    explained_variance,
+    generalized_advantages,
+    kl_shaped_rewards,
+    whiten,
+)
 from rlgf_pl.rollout.containers import PPOBatch, Rollout
 from rlgf_pl.rollout.kl import KLController
 from rlgf_pl.rollout.plan import Plan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 import torch
@@ -46,16 +47,16 @@ class LOLS(_PhasedModule):
     Args:
         tau: Probability of a PPO++ epoch.
         beta: Mixing probability of both phases.
-        seed: Seed of the coin flips.
+        seed: Seed of the coin flips; null takes the run's `seed_everything`.
         **kwargs: See `RLGFModule`.
     """
 
-    def __init__(self, *args, tau: float = 0.8, beta: float = 0.8, seed: int = 0, **kwargs) -> None:
+    def __init__(self, *args, tau: float = 0.8, beta: float = 0.8, seed: int | None = None, **kwargs) -> None:
         super().__init__(*args, beta=beta, **kwargs)
         if not 0.0 <= tau <= 1.0:
             raise ValueError(f"tau must lie in [0, 1], got {tau}.")
         self.tau = tau
-        self.seed = seed
+        self.seed = seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
         self.flips: dict[int, int] = {}
 
     def coin(self, epoch: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import torch
@@ -44,7 +45,7 @@ class RolloutDataModule(LightningDataModule):
         max_prompt_tokens: Longer prompts are cut from the left.
         generation_batch_size: Prompts per `generate` call (memory bound); null = all of a rank's rollouts.
         eval_batch_size: Prompts per validation/test batch.
-        seed: Seed of the rollout randomness; rank r uses seed + r.
+        seed: Seed of the rollout randomness; rank r uses seed + r. Null takes the run's `seed_everything`.
     """
 
     def __init__(
@@ -60,7 +61,7 @@ class RolloutDataModule(LightningDataModule):
         max_prompt_tokens: int = 64,
         generation_batch_size: int | None = None,
         eval_batch_size: int = 32,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("rollouts_per_epoch", rollouts_per_epoch), ("minibatch_size", minibatch_size),
@@ -79,7 +80,7 @@ class RolloutDataModule(LightningDataModule):
         self.max_prompt_tokens = max_prompt_tokens
         self.generation_batch_size = generation_batch_size
         self.eval_batch_size = eval_batch_size
-        self.seed = seed
+        self.seed = seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
         self.datasets: dict[str, Dataset] = {}
         self._generator: torch.Generator | None = None
         self._cursor: PromptCursor | None = None

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+import rlgf_pl.policies.bag_of_words  # noqa: F401  (registers the zoo's classifier with the Auto classes)
 from rlgf_pl.rewards.base import Reward
 from rlgf_pl.zoo.registry import resolve_model_path
 

@@ -46,7 +46,7 @@ def zoo_path(name: str) -> Path:
 
 def _load_entries() -> None:
     # Importing the builders registers them; kept lazy so `import rlgf_pl` stays light.
-    from rlgf_pl.zoo import toy  # noqa: F401
+    from rlgf_pl.zoo import imdb, toy  # noqa: F401
 
 
 def ensure_built(name: str) -> Path:
@@ -58,7 +58,7 @@ def ensure_built(name: str) -> Path:
     for dependency in entry.depends_on:
         ensure_built(dependency)
     target = zoo_path(name)
-    if (target / "config.json").exists() or (target / "DONE").exists():
+    if (target / "DONE").exists():
         return target
     started = time.perf_counter()
     rank_zero_info(f"[rlgf zoo] building {name!r} into {target} ...")
