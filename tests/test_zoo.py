@@ -1,0 +1,63 @@
+"""The offline IMDB zoo: a tiny-slice build in seconds, and (slow) the full build plus a short quickstart."""
+
+import pytest
+import torch
+from conftest import REPO
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+from rlgf_pl.cli import build_cli
+from rlgf_pl.policies.loading import load_tokenizer
+from rlgf_pl.rewards import SentimentReward
+from rlgf_pl.utils.tensorboard import per_epoch, read_scalars
+from rlgf_pl.zoo import imdb
+
+
+def test_tiny_slice_build_loads_with_from_pretrained(tmp_path):
+    tokenizer_dir, learner_dir, guide_dir, classifier_dir = (tmp_path / n for n in ("tok", "lm", "guide", "clf"))
+    for directory in (tokenizer_dir, learner_dir, guide_dir, classifier_dir):
+        directory.mkdir()
+    imdb.build_tokenizer(tokenizer_dir, max_reviews=200, vocab_size=600)
+    again = tmp_path / "tok-again"
+    again.mkdir()
+    imdb.build_tokenizer(again, max_reviews=200, vocab_size=600)
+    assert load_tokenizer(str(tokenizer_dir)).get_vocab() == load_tokenizer(str(again)).get_vocab(), "deterministic"
+    imdb.build_imdb_tiny(learner_dir, tokenizer_dir=tokenizer_dir, steps=2, max_reviews=64)
+    imdb.build_imdb_tiny_guide(guide_dir, learner_dir=learner_dir, steps=2, max_reviews=64)
+    imdb.build_imdb_tiny_sentiment(classifier_dir, tokenizer_dir=tokenizer_dir, epochs=1, max_reviews=200)
+
+    learner = AutoModelForCausalLM.from_pretrained(learner_dir)
+    guide = AutoModelForCausalLM.from_pretrained(guide_dir)
+    assert learner.config.vocab_size == len(load_tokenizer(str(learner_dir)))
+    assert any(not torch.equal(a, b) for a, b in zip(learner.parameters(), guide.parameters(), strict=True))
+    assert AutoModelForSequenceClassification.from_pretrained(classifier_dir).config.num_labels == 2
+    scores = SentimentReward(str(classifier_dir))(["a fine film", "awful"], [" and great fun", " and boring"], [[], []])
+    assert scores.shape == (2,) and ((scores >= 0) & (scores <= 1)).all()
+
+
+def _validate_reward(model: str, tmp_path) -> float:
+    cli = build_cli(["--config", str(REPO / "configs/demo/ppo.yaml"), f"--model.init_args.model={model}",
+                     f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false",
+                     "--data.init_args.guide=null"], run=False)
+    (metrics,) = cli.trainer.validate(cli.model, datamodule=cli.datamodule)
+    return metrics["val/reward"]
+
+
+@pytest.mark.slow
+def test_full_zoo_build_and_short_quickstart(tmp_path):
+    from rlgf_pl.zoo.registry import ensure_built
+
+    for name in ("imdb-tokenizer", "imdb-tiny", "imdb-tiny-guide", "imdb-tiny-sentiment"):
+        assert (ensure_built(name) / "DONE").exists()
+    accuracy = float((ensure_built("imdb-tiny-sentiment") / "heldout_accuracy.txt").read_text())
+    assert accuracy >= 0.80
+    learner_reward = _validate_reward("zoo:imdb-tiny", tmp_path / "learner")
+    guide_reward = _validate_reward("zoo:imdb-tiny-guide", tmp_path / "guide")
+    print(f"held-out accuracy {accuracy:.3f}; val/reward imdb-tiny {learner_reward:.3f}, guide {guide_reward:.3f}")
+    assert guide_reward >= learner_reward + 0.15
+
+    build_cli(["fit", "--config", str(REPO / "configs/quickstart.yaml"), "--trainer.max_epochs=2",
+               "--trainer.check_val_every_n_epoch=1", f"--trainer.default_root_dir={tmp_path / 'quickstart'}",
+               "--trainer.enable_progress_bar=false"])
+    logs = read_scalars(tmp_path / "quickstart")
+    assert len(per_epoch(logs, "val/reward")) == 2 and len(per_epoch(logs, "train/reward")) == 2
+    assert per_epoch(logs, "train/phase") == [0.0, 0.0]  # D2LOLS starts with AggreVaTeD
