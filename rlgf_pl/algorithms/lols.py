@@ -102,7 +102,13 @@ class D2LOLS(_PhasedModule):
         return PPO_PLUS_PLUS if bool(self.switched) else AGGREVATED
 
     def switch_to_ppo_plus_plus(self) -> None:
-        """From now on: guide roll-in, learner roll-out, learner critic."""
+        """From now on: guide roll-in, learner roll-out, learner critic. The learner critic, never trained
+        until now, starts from the guide critic's weights: a value estimate of roll-outs from these
+        states is a far better start than an untrained head."""
+        if self.hparams.critic_share_trunk:  # the trunk is the learner's own: copy the head only
+            self.critic.head.load_state_dict(self.guide_critic.head.state_dict())
+        else:
+            self.critic.load_state_dict(self.guide_critic.state_dict())
         self.switched.fill_(True)
 
     def configure_callbacks(self) -> list:

