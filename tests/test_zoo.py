@@ -60,5 +60,8 @@ def test_full_zoo_build_and_short_quickstart(tmp_path):
                "--trainer.check_val_every_n_epoch=1", f"--trainer.default_root_dir={tmp_path / 'quickstart'}",
                "--trainer.enable_progress_bar=false"])
     logs = read_scalars(tmp_path / "quickstart")
-    assert len(per_epoch(logs, "val/reward")) == 2 and len(per_epoch(logs, "train/reward")) == 2
+    val_reward = logs["val/reward"]
+    assert len(val_reward) == 3 and val_reward[0][0] == 0, "step 0 (before training), then one per epoch"
+    assert val_reward[0][1] == pytest.approx(learner_reward, abs=1e-4), "step 0 is the untrained learner"
+    assert len(per_epoch(logs, "train/reward")) == 2
     assert per_epoch(logs, "train/phase") == [0.0, 0.0]  # D2LOLS starts with AggreVaTeD

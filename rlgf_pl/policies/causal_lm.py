@@ -14,6 +14,21 @@ def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def sequence_inputs(query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor) -> dict:
+    """Model inputs for query + response: ids, attention mask and padding-aware position ids. [B, P + T]."""
+    attention_mask = torch.cat([query_mask, response_mask], dim=1)
+    return {
+        "input_ids": torch.cat([query_ids, response_ids], dim=1),
+        "attention_mask": attention_mask,
+        "position_ids": position_ids_from_mask(attention_mask),
+    }
+
+
+def response_positions(outputs: Tensor, query_length: int) -> Tensor:
+    """The outputs at the states before each response token (the last query token onwards). [B, T, ...]."""
+    return outputs[:, query_length - 1 : -1]
+
+
 def continuation_lengths(new_tokens: Tensor, eos_token_id: int | None) -> Tensor:
     """Length of each generated row up to and including its first EOS. new_tokens [B, T] -> [B]."""
     batch, width = new_tokens.shape
@@ -90,13 +105,8 @@ class CausalLMPolicy(nn.Module):
 
     def response_logits(self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor) -> Tensor:
         """Logits that predict each response token. -> [B, T, V]."""
-        input_ids = torch.cat([query_ids, response_ids], dim=1)
-        attention_mask = torch.cat([query_mask, response_mask], dim=1)
-        logits = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask)
-        ).logits
-        query_length = query_ids.shape[1]
-        return logits[:, query_length - 1 : -1]
+        logits = self.model(**sequence_inputs(query_ids, query_mask, response_ids, response_mask)).logits
+        return response_positions(logits, query_ids.shape[1])
 
     def forward(
         self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
-from rlgf_pl.policies.causal_lm import position_ids_from_mask
+from rlgf_pl.policies.causal_lm import response_positions, sequence_inputs
 
 
 class ValueModel(nn.Module):
@@ -28,11 +27,6 @@ class ValueModel(nn.Module):
 
     def forward(self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor) -> Tensor:
         """Values of the states before each response token. -> [B, T] (float32)."""
-        input_ids = torch.cat([query_ids, response_ids], dim=1)
-        attention_mask = torch.cat([query_mask, response_mask], dim=1)
-        hidden = self.backbone(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask)
-        ).last_hidden_state
-        query_length = query_ids.shape[1]
-        states = hidden[:, query_length - 1 : -1]
+        hidden = self.backbone(**sequence_inputs(query_ids, query_mask, response_ids, response_mask)).last_hidden_state
+        states = response_positions(hidden, query_ids.shape[1])
         return self.head(states.to(self.head.weight.dtype)).squeeze(-1).float()
