@@ -162,8 +162,8 @@ class RLGFModule(LightningModule):
         self._rollout_stats = self._summarize(rollout, scores, kl_per_trajectory, values, returns, critic_mask)
         if self.phase_id is not None:
             self._rollout_stats["train/phase"] = torch.tensor(float(self.phase_id), device=scores.device)
-        self.kl_controller.update(float(self._sync_mean(kl_per_trajectory)), self.trainer.datamodule.rollouts_per_epoch
-                                  if self._trainer is not None else rollout.batch_size)
+        world_size = self.trainer.world_size if self._trainer is not None else 1
+        self.kl_controller.update(float(self._sync_mean(kl_per_trajectory)), rollout.batch_size * world_size)
         return PPOBatch(
             query_ids=rollout.query_ids, query_mask=rollout.query_mask,
             response_ids=rollout.response_ids, response_mask=response_mask,
@@ -172,6 +172,7 @@ class RLGFModule(LightningModule):
         )
 
     def _sync_mean(self, value: Tensor) -> Tensor:
+        """Mean over ranks (identity on one process or without a Trainer)."""
         if self._trainer is None or self.trainer.world_size == 1:
             return value
         return self.trainer.strategy.reduce(value.float(), reduce_op="mean")

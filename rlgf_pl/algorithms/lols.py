@@ -26,7 +26,8 @@ class _PhasedModule(RLGFModule):
 
     @property
     def phase_id(self) -> int:
-        raise NotImplementedError
+        """AGGREVATED or PPO_PLUS_PLUS for the current epoch; each phased algorithm defines its schedule."""
+        raise NotImplementedError(f"{type(self).__name__} must define phase_id")
 
     @property
     def plan(self) -> Plan:

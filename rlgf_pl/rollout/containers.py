@@ -40,15 +40,6 @@ class Rollout:
     def batch_size(self) -> int:
         return self.query_ids.shape[0]
 
-    def select(self, index: Tensor) -> Rollout:
-        """The trajectories at `index` (a 1-D long tensor)."""
-        rows = index.tolist()
-        return Rollout(**{
-            field.name: [getattr(self, field.name)[i] for i in rows]
-            if isinstance(getattr(self, field.name), list) else getattr(self, field.name)[index]
-            for field in fields(self)
-        })
-
     @staticmethod
     def concat(rollouts: list[Rollout], pad_token_id: int) -> Rollout:
         """Join rollouts generated in several batches into one."""
@@ -87,11 +78,6 @@ class PPOBatch:
     def select(self, index: Tensor) -> PPOBatch:
         """The rows at `index` (a minibatch)."""
         return PPOBatch(**{field.name: getattr(self, field.name)[index] for field in fields(self)})
-
-    @staticmethod
-    def concat(batches: list[PPOBatch], pad_token_id: int) -> PPOBatch:
-        """Stack batches whose query or response widths may differ (queries pad left, responses right)."""
-        return PPOBatch(**_concat_fields(batches, pad_token_id))
 
 
 def _concat_fields(items: list, pad_token_id: int) -> dict:

