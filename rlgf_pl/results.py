@@ -1,4 +1,4 @@
-"""Writing test results where the run's logs are."""
+"""Writing test results where the run's logs are: `test_results.json` and a markdown table."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from pathlib import Path
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
 
+LEARNER_PREFIX = "test/"
+GUIDE_PREFIX = "test/guide/"
+
 
 def run_log_dir(trainer: Trainer) -> Path:
     """The run's log directory: the logger's versioned directory, else the trainer's root."""
@@ -16,8 +19,38 @@ def run_log_dir(trainer: Trainer) -> Path:
     return Path(directory)
 
 
+def format_value(value: float) -> str:
+    """Four decimals for rates and scores, one for large numbers (counts, perplexities)."""
+    if not math.isfinite(value):
+        return "–"
+    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.4f}"
+
+
+def split_results(results: dict[str, float]) -> dict[str, dict[str, float]]:
+    """{'learner': {metric: value}, 'guide': {...}} from flat `test/...` and `test/guide/...` names."""
+    columns: dict[str, dict[str, float]] = {"learner": {}, "guide": {}}
+    for name, value in results.items():
+        if name.startswith(GUIDE_PREFIX):
+            columns["guide"][name[len(GUIDE_PREFIX):]] = value
+        elif name.startswith(LEARNER_PREFIX):
+            columns["learner"][name[len(LEARNER_PREFIX):]] = value
+    return {writer: metrics for writer, metrics in columns.items() if metrics}
+
+
+def results_table(results: dict[str, float]) -> str:
+    """A markdown table with one row per metric and one column per writer (learner, and guide if evaluated)."""
+    columns = split_results(results)
+    metrics = list(dict.fromkeys(name for values in columns.values() for name in values))
+    lines = ["| metric | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for metric in metrics:
+        cells = [format_value(values.get(metric, float("nan"))) for values in columns.values()]
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 class TestResultsWriter(Callback):
-    """After `rlgf test`, writes every `test/*` metric to `test_results.json` in the run's log directory."""
+    """After `rlgf test`, writes every `test/*` metric to `test_results.json` and the table of them to
+    `test_results.md` in the run's log directory, and prints the table."""
 
     def __init__(self, filename: str = "test_results.json") -> None:
         self.filename = filename
@@ -28,9 +61,11 @@ class TestResultsWriter(Callback):
         results = {
             name: float(value)
             for name, value in sorted(trainer.callback_metrics.items())
-            if name.startswith("test/") and math.isfinite(float(value))
+            if name.startswith(LEARNER_PREFIX) and math.isfinite(float(value))
         }
         self.path = run_log_dir(trainer) / self.filename
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"Test results written to {self.path}")
+        table = results_table(results)
+        self.path.with_suffix(".md").write_text(table)
+        print(f"\n{table}\nTest results written to {self.path} and {self.path.with_suffix('.md')}")

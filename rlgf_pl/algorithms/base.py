@@ -13,8 +13,10 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
+from torchmetrics import MetricCollection
 
 from rlgf_pl.algorithms.losses import ppo_loss
+from rlgf_pl.metrics.samples import EvaluationSamples
 from rlgf_pl.policies.causal_lm import CausalLMPolicy
 from rlgf_pl.policies.critic import ValueModel
 from rlgf_pl.policies.loading import load_backbone, load_causal_lm, load_tokenizer
@@ -26,7 +28,7 @@ from rlgf_pl.rollout.advantages import (
 )
 from rlgf_pl.rollout.containers import PPOBatch, Rollout
 from rlgf_pl.rollout.kl import KLController
-from rlgf_pl.rollout.plan import Plan
+from rlgf_pl.rollout.plan import GUIDE_ONLY, Plan
 from rlgf_pl.rollout.sampler import evaluation_mode
 
 REFERENCE_PREFIX = "reference."
@@ -98,6 +100,7 @@ class RLGFModule(LightningModule):
         self.guide_critic = self._build_critic(model, dtype, False) if self.uses_guide_critic else None
         self.kl_controller = KLController(kl_coef, kl_target, kl_horizon)
         self._rollout_stats: dict[str, Tensor] = {}
+        self._evaluation_metrics: dict[str, MetricCollection] = {}
         # from_pretrained returns eval-mode models; with dropout off, train mode is the same function and
         # keeps Lightning's mode bookkeeping quiet. Rollouts are prepared under eval() regardless.
         self.train()
@@ -216,40 +219,64 @@ class RLGFModule(LightningModule):
         return terms.loss
 
     # ---- evaluation ---------------------------------------------------------------------------
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "val")
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._evaluate(batch, batch_idx, "test")
 
     def on_validation_epoch_start(self) -> None:
-        self._sanity_reward_sum = torch.zeros((), device=self.device)
-        self._sanity_reward_count = 0
+        self._start_evaluation("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start_evaluation("test")
 
     def on_validation_epoch_end(self) -> None:
-        """Lightning drops what the sanity check logs; with `num_sanity_val_steps: -1` the reward of the
-        learner before any training is worth keeping, so it is logged as `val/reward` at step 0."""
-        if not self.trainer.sanity_checking or self.global_step > 0 or not self._sanity_reward_count:
-            return
-        total = self.trainer.strategy.reduce(self._sanity_reward_sum, reduce_op="sum")
-        count = self.trainer.strategy.reduce(torch.tensor(float(self._sanity_reward_count), device=self.device),
-                                             reduce_op="sum")
-        if self.trainer.is_global_zero:
-            for logger in self.loggers:
-                logger.log_metrics({"val/reward": float(total / count)}, step=0)
+        self._finish_evaluation("val")
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, batch_idx, "test")
+    def on_test_epoch_end(self) -> None:
+        self._finish_evaluation("test")
 
-    def _evaluate(self, batch: dict, batch_idx: int, stage: str) -> Rollout:
+    def _start_evaluation(self, stage: str) -> None:
+        """Fresh metric collections (the learner's, and the guide baseline's when asked) for this pass."""
+        collections = self.trainer.datamodule.metric_collections(stage)
+        self._evaluation_metrics = {writer: collection.to(self.device) for writer, collection in collections.items()}
+
+    def _evaluate(self, batch: dict, batch_idx: int, stage: str) -> dict:
+        """Continue the batch's prompts with the learner (and the guide, for the baseline), score them and
+        update the metrics. Returns the learner's rollout and rewards (for callbacks)."""
         datamodule = self.trainer.datamodule
         rollout = datamodule.evaluation_rollout(self, batch, batch_idx)
         scores = datamodule.score(rollout)
-        size = rollout.batch_size
-        if self.trainer.sanity_checking:
-            self._sanity_reward_sum += scores.sum()
-            self._sanity_reward_count += size
-        self.log(f"{stage}/reward", scores.mean(), prog_bar=True, sync_dist=True, batch_size=size)
+        writers = {"learner": (self.policy, rollout, scores)}
+        if "guide" in self._evaluation_metrics:
+            guide_rollout = datamodule.evaluation_rollout(self, batch, batch_idx, GUIDE_ONLY)
+            writers["guide"] = (datamodule.guide.policy, guide_rollout, datamodule.score(guide_rollout))
+        for writer, (policy, writer_rollout, writer_scores) in writers.items():
+            self._evaluation_metrics[writer].update(EvaluationSamples(
+                writer_rollout, writer_scores, policy, self.reference, datamodule.max_prompt_tokens))
         self.log(f"{stage}/response_length", rollout.response_mask.sum(-1).float().mean(), sync_dist=True,
-                 batch_size=size)
-        return rollout
+                 batch_size=rollout.batch_size)
+        return {"rollout": rollout, "scores": scores}
+
+    def _finish_evaluation(self, stage: str) -> None:
+        """Compute the metrics (torchmetrics reduces them over ranks) and log them. Lightning drops what the
+        sanity check logs; with `num_sanity_val_steps: -1` the metrics of the learner before any training are
+        worth keeping, so they are logged at step 0."""
+        values: dict[str, Tensor] = {}
+        for collection in self._evaluation_metrics.values():
+            values.update(collection.compute())
+        self._evaluation_metrics = {}
+        values = {name: value.float().cpu() for name, value in values.items() if torch.isfinite(value).all()}
+        if self.trainer.sanity_checking:
+            if self.global_step == 0 and self.trainer.is_global_zero:
+                for logger in self.loggers:
+                    logger.log_metrics({name: float(value) for name, value in values.items()}, step=0)
+            return
+        reward = values.pop(f"{stage}/reward", None)
+        if reward is not None:
+            self.log(f"{stage}/reward", reward, prog_bar=True)
+        self.log_dict(values)  # already reduced over ranks, so no sync_dist
 
     def configure_callbacks(self) -> list:
         from rlgf_pl.results import TestResultsWriter

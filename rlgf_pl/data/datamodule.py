@@ -10,10 +10,12 @@ from datasets import Dataset
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
+from torchmetrics import Metric, MetricCollection
 
 from rlgf_pl.data.epoch_rollouts import EpochRollouts
 from rlgf_pl.data.prompt_cursor import PromptCursor
 from rlgf_pl.data.tasks.base import PromptTask, drop_empty_prompts
+from rlgf_pl.metrics.collection import default_metrics, evaluation_collection
 from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.policies.guide import Guide
 from rlgf_pl.rewards.base import Reward, check_scores
@@ -46,6 +48,10 @@ class RolloutDataModule(LightningDataModule):
         generation_batch_size: Prompts per `generate` call (memory bound); null = all of a rank's rollouts.
         eval_batch_size: Prompts per validation/test batch.
         seed: Seed of the rollout randomness; rank r uses seed + r. Null takes the run's `seed_everything`.
+        metrics: Evaluation metrics (`rlgf_pl.metrics`) for validation and test, besides the reward's mean and
+            std which always run. Null: the cheap defaults (diversity, BLEU, ROUGE, chrF, METEOR, CIDEr-D).
+        evaluate_guide: At test, also evaluate the guide on the same prompts with the same metrics, logged as
+            `test/guide/*`, so learner and guide share one results table.
     """
 
     def __init__(
@@ -62,6 +68,8 @@ class RolloutDataModule(LightningDataModule):
         generation_batch_size: int | None = None,
         eval_batch_size: int = 32,
         seed: int | None = None,
+        metrics: list[Metric] | None = None,
+        evaluate_guide: bool = False,
     ) -> None:
         super().__init__()
         for name, value in (("rollouts_per_epoch", rollouts_per_epoch), ("minibatch_size", minibatch_size),
@@ -80,6 +88,11 @@ class RolloutDataModule(LightningDataModule):
         self.max_prompt_tokens = max_prompt_tokens
         self.generation_batch_size = generation_batch_size
         self.eval_batch_size = eval_batch_size
+        if evaluate_guide and guide is None:
+            raise ValueError("data.evaluate_guide needs a guide: set data.guide, or turn evaluate_guide off.")
+        self.metrics = default_metrics() if metrics is None else list(metrics)
+        evaluation_collection(self.metrics, "")  # fail now on a bad list, not after training
+        self.evaluate_guide = evaluate_guide
         self.seed = seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
         self.datasets: dict[str, Dataset] = {}
         self._generator: torch.Generator | None = None
@@ -196,6 +209,13 @@ class RolloutDataModule(LightningDataModule):
         scores = self.score(rollout)
         self.last_rollout, self.last_scores = rollout, scores
         return module.prepare(rollout, scores)
+
+    def metric_collections(self, stage: str) -> dict[str, MetricCollection]:
+        """Fresh metrics for one evaluation pass: the learner's, plus the guide's at test when asked."""
+        collections = {"learner": evaluation_collection(self.metrics, f"{stage}/")}
+        if stage == "test" and self.evaluate_guide:
+            collections["guide"] = evaluation_collection(self.metrics, f"{stage}/guide/")
+        return collections
 
     def evaluation_rollout(self, module: RLGFModule, batch: dict, batch_idx: int, plan: Plan | None = None) -> Rollout:
         """Learner (or `plan`) continuations of an evaluation batch, with a fixed seed per batch and rank,

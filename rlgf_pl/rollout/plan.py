@@ -45,6 +45,10 @@ class Plan:
         return self.rollin != self.rollout and self.beta > 0.0
 
 
+GUIDE_ONLY = Plan(rollin="guide", rollout="guide")
+"""The guide writes every token (the guide baseline of evaluation)."""
+
+
 def sample_switch_index(mix: Tensor, rollin_lengths: Tensor, uniform: Tensor) -> Tensor:
     """Switch point h per trajectory: uniform on {1, ..., L-1} if it mixes and L >= 2, else 0.
 

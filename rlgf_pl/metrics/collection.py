@@ -1,0 +1,32 @@
+"""The metric collection a run evaluates with."""
+
+from __future__ import annotations
+
+import copy
+
+from torchmetrics import Metric, MetricCollection
+
+from rlgf_pl.metrics.cider import CIDErD
+from rlgf_pl.metrics.diversity import Diversity
+from rlgf_pl.metrics.lexical import BLEU, CHRF, ROUGE
+from rlgf_pl.metrics.meteor import METEOR
+from rlgf_pl.metrics.reward import RewardStats
+
+
+def default_metrics() -> list[Metric]:
+    """The cheap metrics, used when a config names none: diversity and lexical overlap. Perplexity and
+    semantic similarity load or run extra models, so configs opt into them."""
+    return [Diversity(), BLEU(), ROUGE(), CHRF(), METEOR(), CIDErD()]
+
+
+def evaluation_collection(metrics: list[Metric], prefix: str) -> MetricCollection:
+    """`RewardStats` plus fresh copies of `metrics`, whose outputs are logged as `{prefix}{name}`."""
+    for metric in metrics:
+        if not isinstance(metric, Metric):
+            raise TypeError(f"data.metrics entries must be torchmetrics Metrics, got {type(metric).__name__}.")
+    names = [type(metric).__name__ for metric in metrics]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise ValueError(f"data.metrics lists {', '.join(duplicated)} more than once; keep one of each.")
+    fresh = [copy.deepcopy(metric) for metric in metrics if not isinstance(metric, RewardStats)]
+    return MetricCollection([RewardStats(), *fresh], prefix=prefix, compute_groups=False)

@@ -1,0 +1,120 @@
+"""Fluency: perplexities of continuations under a frozen LM, and of the references under the policy."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+from rlgf_pl.metrics.samples import EvaluationSamples
+from rlgf_pl.policies.causal_lm import CausalLMPolicy
+from rlgf_pl.policies.loading import load_causal_lm, load_tokenizer
+
+
+@lru_cache(maxsize=2)
+def frozen_lm(model: str) -> CausalLMPolicy:
+    """A frozen causal LM for scoring, loaded once per process."""
+    network = load_causal_lm(model).eval().requires_grad_(False)
+    return CausalLMPolicy(network, load_tokenizer(model))
+
+
+def encode_continuations(policy: CausalLMPolicy, prompts: list[str], texts: list[str], max_prompt_tokens: int,
+                         max_tokens: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Prompts (left-cut, left-padded) and continuation texts (first `max_tokens` tokens, right-padded) in
+    `policy`'s vocabulary. -> query ids, query mask [B, P], response ids, response mask [B, T]."""
+    query_ids, query_mask = policy.encode_prompts(prompts, max_prompt_tokens)
+    tokenizer = policy.tokenizer
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "right"
+    try:
+        encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt",
+                            add_special_tokens=False)
+    finally:
+        tokenizer.padding_side = side
+    return query_ids, query_mask, encoded["input_ids"].to(policy.device), encoded["attention_mask"].to(policy.device)
+
+
+@torch.no_grad()
+def summed_nll(policy: CausalLMPolicy, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor,
+               response_mask: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
+    """Total negative log-likelihood of the masked response tokens, and their number."""
+    total = torch.zeros((), dtype=torch.float64, device=query_ids.device)
+    for start in range(0, query_ids.shape[0], chunk):
+        rows = slice(start, start + chunk)
+        logprobs, _ = policy(query_ids[rows], query_mask[rows], response_ids[rows], response_mask[rows])
+        total -= (logprobs.double() * response_mask[rows]).sum()
+    return total, response_mask.sum()
+
+
+class _Perplexity(Metric):
+    """exp(total NLL / total tokens) over the corpus (token-weighted)."""
+
+    full_state_update = False
+    output_name = "perplexity"
+
+    def __init__(self, batch_size: int = 32) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.add_state("nll", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("tokens", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    def _accumulate(self, policy: CausalLMPolicy, *inputs: Tensor) -> None:
+        nll, tokens = summed_nll(policy, *inputs, chunk=self.batch_size)
+        self.nll += nll.to(self.nll.device)
+        self.tokens += tokens.to(self.tokens.device)
+
+    def compute(self) -> dict[str, Tensor]:
+        value = torch.exp(self.nll / self.tokens) if self.tokens > 0 else torch.tensor(float("nan"))
+        return {self.output_name: value.float()}
+
+
+class GenerationPerplexity(_Perplexity):
+    """`perplexity`: of the continuations given their prompts, under a frozen LM.
+
+    Args:
+        model: The scoring LM (hub id, directory or zoo name); null uses the run's reference model (the
+            learner as it was before training) on the exact generated tokens.
+        max_new_tokens: With `model` set, continuations are re-tokenized and cut to this many tokens.
+        batch_size: Rows per forward pass.
+    """
+
+    def __init__(self, model: str | None = None, max_new_tokens: int = 256, batch_size: int = 32) -> None:
+        super().__init__(batch_size)
+        self.model = model
+        self.max_new_tokens = max_new_tokens
+
+    def update(self, samples: EvaluationSamples) -> None:
+        rollout = samples.rollout
+        if self.model is None:
+            self._accumulate(samples.reference, rollout.query_ids, rollout.query_mask, rollout.response_ids,
+                             rollout.response_mask)
+            return
+        scorer = frozen_lm(self.model).to(rollout.query_ids.device)
+        self._accumulate(scorer, *encode_continuations(scorer, samples.prompts, samples.continuations,
+                                                       samples.max_prompt_tokens, self.max_new_tokens))
+
+
+class ReferencePerplexity(_Perplexity):
+    """`reference_perplexity`: of the reference continuations given their prompts, under the evaluated policy
+    (RL4LMs' fluency measure of the learner). Every reference of a row counts.
+
+    Args:
+        max_reference_tokens: References are cut to their first this many tokens.
+        batch_size: Rows per forward pass.
+    """
+
+    output_name = "reference_perplexity"
+
+    def __init__(self, max_reference_tokens: int = 128, batch_size: int = 32) -> None:
+        super().__init__(batch_size)
+        self.max_reference_tokens = max_reference_tokens
+
+    def update(self, samples: EvaluationSamples) -> None:
+        pairs = [(prompt, ref) for prompt, refs in zip(samples.prompts, samples.references) for ref in refs if ref.strip()]
+        if not pairs:
+            return
+        prompts, references = [p for p, _ in pairs], [r for _, r in pairs]
+        self._accumulate(samples.policy, *encode_continuations(samples.policy, prompts, references,
+                                                               samples.max_prompt_tokens, self.max_reference_tokens))
