@@ -2,5 +2,6 @@
 
 from callbacks.d2lols_switch import D2LOLSSwitch
 from callbacks.rollout_writer import RolloutWriter
+from callbacks.sample_logger import SampleLogger
 
-__all__ = ["D2LOLSSwitch", "RolloutWriter"]
+__all__ = ["D2LOLSSwitch", "RolloutWriter", "SampleLogger"]

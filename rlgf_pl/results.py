@@ -19,11 +19,25 @@ def run_log_dir(trainer: Trainer) -> Path:
     return Path(directory)
 
 
-def format_value(value: float) -> str:
-    """Four decimals for rates and scores, one for large numbers (counts, perplexities)."""
+METRIC_ORDER = (
+    "reward", "reward_std", "perplexity", "reference_perplexity", "msttr", "distinct_1", "distinct_2",
+    "unique_1", "unique_2", "length_mean", "length_min", "length_max", "bleu", "rouge1", "rouge2", "rougeL",
+    "chrf", "meteor", "cider_d", "semantic_cosine", "bertscore_precision", "bertscore_recall", "bertscore_f1",
+)
+
+
+def ordered_metrics(names) -> list[str]:
+    """Metric names in reading order: reward first, then fluency, diversity, lexical and semantic; others after."""
+    rank = {name: i for i, name in enumerate(METRIC_ORDER)}
+    return sorted(dict.fromkeys(names), key=lambda name: (rank.get(name, len(rank)), name))
+
+
+def format_value(value: float, scale: float | None = None) -> str:
+    """Four decimals for rates and scores, one for large numbers (counts, perplexities). `scale` picks the
+    format by another number (so a std reads like its mean)."""
     if not math.isfinite(value):
         return "–"
-    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.4f}"
+    return f"{value:.1f}" if abs(value if scale is None else scale) >= 100 else f"{value:.4f}"
 
 
 def split_results(results: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -40,7 +54,7 @@ def split_results(results: dict[str, float]) -> dict[str, dict[str, float]]:
 def results_table(results: dict[str, float]) -> str:
     """A markdown table with one row per metric and one column per writer (learner, and guide if evaluated)."""
     columns = split_results(results)
-    metrics = list(dict.fromkeys(name for values in columns.values() for name in values))
+    metrics = ordered_metrics(name for values in columns.values() for name in values)
     lines = ["| metric | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for metric in metrics:
         cells = [format_value(values.get(metric, float("nan"))) for values in columns.values()]

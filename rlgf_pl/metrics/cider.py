@@ -18,10 +18,9 @@ from collections import Counter
 import torch
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 from rlgf_pl.metrics.samples import EvaluationSamples
-from rlgf_pl.metrics.text import hash_words, ngram_counts, split_by_lengths
+from rlgf_pl.metrics.text import cat_state, hash_words, ngram_counts, split_by_lengths
 
 CANDIDATE = -1
 
@@ -94,12 +93,13 @@ class CIDErD(Metric):
         self.rows_seen += len(predictions)
 
     def compute(self) -> dict[str, Tensor]:
-        if not self.lengths:
+        lengths = cat_state(self.lengths)
+        if lengths.numel() == 0:
             return {"cider_d": torch.tensor(float("nan"))}
-        sentences = split_by_lengths(dim_zero_cat(self.word_hashes), dim_zero_cat(self.lengths))
+        sentences = split_by_lengths(cat_state(self.word_hashes), lengths)
         candidates: dict[int, tuple] = {}
         references: dict[int, list[tuple]] = {}
-        for sentence, owner, role in zip(sentences, dim_zero_cat(self.owners).tolist(), dim_zero_cat(self.roles).tolist()):
+        for sentence, owner, role in zip(sentences, cat_state(self.owners).tolist(), cat_state(self.roles).tolist()):
             if role == CANDIDATE:
                 candidates[owner] = sentence
             else:

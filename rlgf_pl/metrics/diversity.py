@@ -7,10 +7,9 @@ from collections import Counter
 import torch
 from torch import Tensor
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 from rlgf_pl.metrics.samples import EvaluationSamples
-from rlgf_pl.metrics.text import hash_words, ngram_counts, split_by_lengths
+from rlgf_pl.metrics.text import cat_state, hash_words, ngram_counts, split_by_lengths
 
 
 def msttr(tokens: list, window: int) -> float:
@@ -60,9 +59,8 @@ class Diversity(Metric):
         self.lengths.append(lengths)
 
     def compute(self) -> dict[str, Tensor]:
-        lengths = dim_zero_cat(self.lengths) if self.lengths else torch.zeros(0, dtype=torch.long)
-        flat = dim_zero_cat(self.word_hashes) if self.word_hashes else torch.zeros(0, dtype=torch.long)
-        texts = split_by_lengths(flat, lengths)
+        lengths = cat_state(self.lengths)
+        texts = split_by_lengths(cat_state(self.word_hashes), lengths)
         stream = [word for text in texts for word in text]
         results = {"msttr": msttr(stream, self.msttr_window)}
         for n in self.orders:

@@ -35,6 +35,13 @@ def hash_words(texts: Sequence[str], device: torch.device | None = None) -> tupl
             torch.tensor([len(tokens) for tokens in tokenized], dtype=torch.long, device=device))
 
 
+def cat_state(state: list[Tensor] | Tensor) -> Tensor:
+    """A `cat` state as one tensor: a list before the DDP sync, a tensor after it, empty when nothing came."""
+    if isinstance(state, Tensor):
+        return state
+    return torch.cat(state) if state else torch.zeros(0, dtype=torch.long)
+
+
 def split_by_lengths(flat: Tensor, lengths: Tensor) -> list[tuple[int, ...]]:
     """Undo `hash_words`: one tuple of word hashes per text."""
     return [tuple(part.tolist()) for part in torch.split(flat.cpu(), lengths.cpu().tolist())]

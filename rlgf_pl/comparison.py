@@ -1,0 +1,113 @@
+"""Compare runs: test metrics as mean ± std over seeds, and training curves, from run directories.
+
+A run directory is a TensorBoard log directory (`{save_dir}/{name}/{version}`) that holds the event
+files of a fit and, after `rlgf test` into the same directory, `test_results.json`. Runs are grouped by
+label: the logger name (the parent directory's name) unless given.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlgf_pl.results import format_value, ordered_metrics, split_results
+from rlgf_pl.utils.tensorboard import per_epoch, read_scalars
+
+GUIDE = "guide"
+
+
+@dataclass
+class RunRecord:
+    """One run: its group label, its test results by writer ({'learner': {...}, 'guide': {...}}) and its
+    TensorBoard scalars."""
+
+    label: str
+    directory: Path
+    results: dict[str, dict[str, float]]
+    scalars: dict[str, list[tuple[int, float]]]
+
+
+def load_run(directory: str | Path, label: str | None = None) -> RunRecord:
+    directory = Path(directory)
+    results_file = directory / "test_results.json"
+    if not results_file.is_file():
+        raise FileNotFoundError(f"{results_file} does not exist: run `rlgf test` with this run's logger "
+                                f"directory (or compare.py's run mode) first.")
+    results = split_results(json.loads(results_file.read_text()))
+    return RunRecord(label or directory.parent.name, directory, results, read_scalars(directory))
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """'mean ± std' over seeds (std = 0 for one value)."""
+    values = [v for v in values if math.isfinite(v)]
+    if not values:
+        return "–"
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{format_value(mean)} ± {format_value(std, scale=mean)}"
+
+
+def grouped(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
+    groups: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        groups.setdefault(run.label, []).append(run)
+    return groups
+
+
+def summary_table(runs: Sequence[RunRecord], metrics: Sequence[str] | None = None) -> str:
+    """Markdown: one row per metric, one column per label (mean ± std over its runs), and a `guide` column
+    from the runs that evaluated the guide baseline."""
+    groups = grouped(runs)
+    columns = {label: [run.results.get("learner", {}) for run in group] for label, group in groups.items()}
+    guide_results = [run.results["guide"] for run in runs if GUIDE in run.results]
+    if guide_results:
+        columns[GUIDE] = guide_results
+    if metrics is None:
+        metrics = ordered_metrics(name for results in columns.values() for result in results for name in result)
+    counts = {label: len(group) for label, group in groups.items()} | ({GUIDE: len(guide_results)} if guide_results else {})
+    lines = ["| metric | " + " | ".join(f"{label} (n={counts[label]})" for label in columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    for metric in metrics:
+        cells = [mean_std([result.get(metric, float("nan")) for result in results]) for results in columns.values()]
+        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(runs: Sequence[RunRecord], tag: str, path: str | Path, guide_metric: str | None = None) -> Path:
+    """PNG of `tag` against its logging index (epochs; for `val/*` index 0 is the step-0 validation), mean
+    over each label's runs with a ±std band. `guide_metric` draws the guide's mean test value as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    figure, axes = plt.subplots(figsize=(6.4, 4.0))
+    for label, group in grouped(runs).items():
+        curves = [per_epoch(run.scalars, tag) for run in group]
+        length = min((len(curve) for curve in curves), default=0)
+        if length == 0:
+            continue
+        values = np.array([curve[:length] for curve in curves])
+        mean, std = values.mean(0), values.std(0)
+        x = np.arange(length) if tag.startswith("val/") else np.arange(1, length + 1)
+        axes.plot(x, mean, label=f"{label} (n={len(group)})")
+        axes.fill_between(x, mean - std, mean + std, alpha=0.2)
+    guide_values = [run.results[GUIDE][guide_metric] for run in runs
+                    if guide_metric and guide_metric in run.results.get(GUIDE, {})]
+    if guide_values:
+        axes.axhline(statistics.fmean(guide_values), color="black", linestyle="--", label="guide (test)")
+    axes.set_xlabel("epoch (0 = before training)" if tag.startswith("val/") else "epoch")
+    axes.set_ylabel(tag)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

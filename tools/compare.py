@@ -1,0 +1,99 @@
+"""Compare algorithms over seeds: a markdown table of test metrics (mean ± std) and PNG training curves.
+
+From finished runs (each a log directory with event files and test_results.json):
+
+    python tools/compare.py runs/compare/*/seed* --out docs/results
+
+Or run them first: for each config and seed, `rlgf fit`, then `rlgf test` on the last checkpoint with the
+guide baseline, into `{root}/{config name}/seed{S}` (finished runs are skipped, so a stopped comparison
+picks up where it was):
+
+    python tools/compare.py --configs configs/demo/{ppo,ppo_pp,aggrevated,lols,d2lols}.yaml \\
+        --seeds 0 1 2 --root runs/compare --out docs/results --jobs 2
+
+`--arg=X` adds X to both commands (e.g. `--arg=--trainer.max_epochs=2`), `--test-arg=X` to the test only.
+
+Writes `{out}/results.md` (the table), `{out}/val_reward.png` and `{out}/train_kl.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlgf_pl.comparison import load_run, plot_curves, summary_table  # noqa: E402
+
+
+def logger_argument(root: Path, name: str, version: str) -> str:
+    logger = {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+              "init_args": {"save_dir": str(root), "name": name, "version": version}}
+    return "--trainer.logger=" + json.dumps(logger)
+
+
+def run_one(config: Path, seed: int, root: Path, threads: int, run_args: list[str], test_args: list[str]) -> Path:
+    """Fit and test one (config, seed) unless its results exist. Returns the run directory."""
+    name, version = config.stem, f"seed{seed}"
+    directory = root / name / version
+    if (directory / "test_results.json").is_file():
+        return directory
+    environment = dict(os.environ, OMP_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
+    common = ["--config", str(config), f"--seed_everything={seed}", logger_argument(root, name, version), *run_args]
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "compare.log", "a") as log:
+        for command in (["fit", *common],
+                        ["test", *common, f"--ckpt_path={directory / 'checkpoints' / 'last.ckpt'}",
+                         "--data.init_args.evaluate_guide=true", *test_args]):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "rlgf_pl.cli", *command], check=True, env=environment,
+                           stdout=log, stderr=subprocess.STDOUT)
+            print(f"{name} seed {seed}: {command[0]} took {time.perf_counter() - started:.0f} s", flush=True)
+    return directory
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="*", type=Path, help="run directories (with test_results.json)")
+    parser.add_argument("--configs", nargs="*", type=Path, default=[], help="configs to run first")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--root", type=Path, default=Path("runs/compare"), help="where run mode logs")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (threads are split among them)")
+    parser.add_argument("--arg", action="append", default=[], dest="run_args",
+                        help="extra argument for fit and test, e.g. --arg=--trainer.max_epochs=2 (repeatable)")
+    parser.add_argument("--test-arg", action="append", default=[], dest="test_args",
+                        help="extra argument for `rlgf test` only (repeatable)")
+    parser.add_argument("--metrics", nargs="*", default=None, help="table rows (default: every metric)")
+    parser.add_argument("--out", type=Path, default=Path("docs/results"))
+    args = parser.parse_args()
+    if not args.runs and not args.configs:
+        parser.error("give run directories, or --configs to run")
+    for config in args.configs:
+        if not config.is_file():
+            parser.error(f"config {config} does not exist")
+    runs = list(args.runs)
+    if args.configs:
+        threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+        jobs = [(config, seed) for config in args.configs for seed in args.seeds]
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            runs += list(pool.map(lambda job: run_one(*job, args.root, threads, args.run_args, args.test_args), jobs))
+        print(f"{len(jobs)} runs took {time.perf_counter() - started:.0f} s in all")
+    records = [load_run(directory) for directory in runs]
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = summary_table(records, args.metrics)
+    (args.out / "results.md").write_text(table)
+    plot_curves(records, "val/reward", args.out / "val_reward.png", guide_metric="reward")
+    plot_curves(records, "train/kl", args.out / "train_kl.png")
+    print(table)
+    print(f"Wrote {args.out / 'results.md'}, {args.out / 'val_reward.png'} and {args.out / 'train_kl.png'}")
+
+
+if __name__ == "__main__":
+    main()
