@@ -78,11 +78,13 @@ def test_bleu_matches_sacrebleu_with_multiple_references():
     assert computed(BLEU(), samples())["bleu"] == pytest.approx(expected, abs=1e-4)
 
 
-def test_chrf_matches_sacrebleu():
+def test_chrf_matches_sacrebleu_with_multiple_references():
     sacrebleu = pytest.importorskip("sacrebleu")
-    single = [refs[:1] for refs in REFERENCES]
-    expected = sacrebleu.corpus_chrf(PREDICTIONS, [[refs[0] for refs in single]]).score
-    assert computed(CHRF(), samples(references=single))["chrf"] == pytest.approx(expected, abs=1e-3)
+    streams = [[refs[k] if k < len(refs) else None for refs in REFERENCES] for k in range(2)]
+    expected = sacrebleu.corpus_chrf(PREDICTIONS, streams).score
+    assert computed(CHRF(), samples())["chrf"] == pytest.approx(expected, abs=1e-4)
+    single = sacrebleu.corpus_chrf(PREDICTIONS[:1], [[REFERENCES[0][1]]]).score
+    assert computed(CHRF(), samples(PREDICTIONS[:1], [REFERENCES[0][1:]]))["chrf"] == pytest.approx(single, abs=1e-4)
 
 
 def test_rouge_matches_rouge_score_best_reference():

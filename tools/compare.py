@@ -80,7 +80,7 @@ def main() -> None:
     runs = list(args.runs)
     if args.configs:
         threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
-        jobs = [(config, seed) for config in args.configs for seed in args.seeds]
+        jobs = [(config, seed) for seed in args.seeds for config in args.configs]  # every algorithm per seed first
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             runs += list(pool.map(lambda job: run_one(*job, args.root, threads, args.run_args, args.test_args), jobs))

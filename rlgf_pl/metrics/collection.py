@@ -6,9 +6,10 @@ import copy
 
 from torchmetrics import Metric, MetricCollection
 
+from rlgf_pl.metrics.chrf import CHRF
 from rlgf_pl.metrics.cider import CIDErD
 from rlgf_pl.metrics.diversity import Diversity
-from rlgf_pl.metrics.lexical import BLEU, CHRF, ROUGE
+from rlgf_pl.metrics.lexical import BLEU, ROUGE
 from rlgf_pl.metrics.meteor import METEOR
 from rlgf_pl.metrics.reward import RewardStats
 

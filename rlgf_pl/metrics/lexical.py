@@ -1,4 +1,4 @@
-"""Overlap with the references, from torchmetrics: BLEU-4 (SacreBLEU), ROUGE-1/2/L and chrF.
+"""Overlap with the references, from torchmetrics: BLEU-4 (SacreBLEU) and ROUGE-1/2/L.
 
 Each adapter feeds torchmetrics the rows that have references; rows without any are skipped, and a
 metric that saw none computes to NaN (left out of logs and result files).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchmetrics.text import CHRFScore, ROUGEScore, SacreBLEUScore
+from torchmetrics.text import ROUGEScore, SacreBLEUScore
 
 from rlgf_pl.metrics.samples import EvaluationSamples
 
@@ -61,19 +61,3 @@ class ROUGE(_CountsScoredRows, ROUGEScore):
             return {key: torch.tensor(float("nan")) for key in self.rouge_keys}
         scores = super().compute()
         return {key: scores[f"{key}_fmeasure"] for key in self.rouge_keys}
-
-
-class CHRF(_CountsScoredRows, CHRFScore):
-    """Corpus chrF (character 6-grams, beta 2; `n_word_order=2` gives chrF++), as `chrf` in [0, 100]."""
-
-    def __init__(self, n_char_order: int = 6, n_word_order: int = 0, beta: float = 2.0) -> None:
-        super().__init__(n_char_order=n_char_order, n_word_order=n_word_order, beta=beta)
-        self._add_scored_state()
-
-    def update(self, samples: EvaluationSamples) -> None:
-        predictions, references = self._rows(samples)
-        if predictions:
-            super().update(predictions, references)
-
-    def compute(self) -> dict[str, Tensor]:
-        return {"chrf": self._or_nan(100.0 * super().compute())}
