@@ -1,0 +1,57 @@
+"""tools/compare.py and rlgf_pl.comparison: mean ± std tables and curves from run directories."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+from torch.utils.tensorboard import SummaryWriter
+
+from rlgf_pl.comparison import load_run, summary_table
+
+
+def fake_run(root, name, seed, results, val_rewards):
+    directory = root / name / f"seed{seed}"
+    directory.mkdir(parents=True)
+    (directory / "test_results.json").write_text(json.dumps(results))
+    writer = SummaryWriter(str(directory))
+    for step, value in enumerate(val_rewards):
+        writer.add_scalar("val/reward", value, step)
+        writer.add_scalar("train/kl", value / 10, step + 1)
+    writer.close()
+    return directory
+
+
+@pytest.fixture
+def runs(tmp_path):
+    return [
+        fake_run(tmp_path, "ppo", 0, {"test/reward": 0.5, "test/bleu": 0.1, "test/guide/reward": 0.8}, [0.1, 0.5]),
+        fake_run(tmp_path, "ppo", 1, {"test/reward": 0.7, "test/bleu": 0.3, "test/guide/reward": 0.9}, [0.1, 0.7]),
+        fake_run(tmp_path, "d2lols", 0, {"test/reward": 0.9, "test/bleu": 0.2}, [0.1, 0.9]),
+    ]
+
+
+def test_table_is_mean_and_std_over_seeds_with_a_guide_column(runs):
+    table = summary_table([load_run(directory) for directory in runs])
+    lines = table.splitlines()
+    assert lines[0] == "| metric | ppo (n=2) | d2lols (n=1) | guide (n=2) |"
+    # ppo reward: mean 0.6, sample std sqrt(0.02) = 0.1414; one d2lols seed: std 0; guide: 0.85 ± 0.0707
+    assert lines[2] == "| reward | 0.6000 ± 0.1414 | 0.9000 ± 0.0000 | 0.8500 ± 0.0707 |"
+    assert lines[3] == "| bleu | 0.2000 ± 0.1414 | 0.2000 ± 0.0000 | – |"
+
+
+def test_compare_tool_writes_the_table_and_png_plots(runs, tmp_path):
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, str(REPO / "tools/compare.py"), *map(str, runs), "--out", str(out)], check=True,
+                   capture_output=True)
+    assert (out / "results.md").read_text() == summary_table([load_run(directory) for directory in runs])
+    for image in ("val_reward.png", "train_kl.png"):
+        assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_run_without_test_results_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run `rlgf test`"):
+        load_run(tmp_path)
