@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -70,8 +71,17 @@ class TestResultsWriter(Callback):
         self.filename = filename
         self.path: Path | None = None
 
+    def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._started = time.perf_counter()
+        self._prompts = 0
+
+    def on_test_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int,
+                          dataloader_idx: int = 0) -> None:
+        self._prompts += len(batch["prompt"]) if isinstance(batch, dict) and "prompt" in batch else 0
+
     @rank_zero_only
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        elapsed = time.perf_counter() - self._started
         results = {
             name: float(value)
             for name, value in sorted(trainer.callback_metrics.items())
@@ -82,4 +92,5 @@ class TestResultsWriter(Callback):
         self.path.write_text(json.dumps(results, indent=2) + "\n")
         table = results_table(results)
         self.path.with_suffix(".md").write_text(table)
-        print(f"\n{table}\nTest results written to {self.path} and {self.path.with_suffix('.md')}")
+        print(f"\n{table}\nEvaluated {self._prompts} prompts on rank 0 in {elapsed:.1f} s. "
+              f"Test results written to {self.path} and {self.path.with_suffix('.md')}")
