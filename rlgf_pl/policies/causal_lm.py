@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -58,6 +60,8 @@ class CausalLMPolicy(nn.Module):
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
+        # Models that take `logits_to_keep` project only the response positions onto the vocabulary.
+        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
 
     @property
     def pad_token_id(self) -> int:
@@ -105,8 +109,10 @@ class CausalLMPolicy(nn.Module):
 
     def response_logits(self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor) -> Tensor:
         """Logits that predict each response token. -> [B, T, V]."""
-        logits = self.model(**sequence_inputs(query_ids, query_mask, response_ids, response_mask)).logits
-        return response_positions(logits, query_ids.shape[1])
+        inputs = sequence_inputs(query_ids, query_mask, response_ids, response_mask)
+        if self._keeps_logits:  # the last T + 1 positions: the last query token onwards, minus the final one
+            return self.model(**inputs, logits_to_keep=response_ids.shape[1] + 1).logits[:, :-1]
+        return response_positions(self.model(**inputs).logits, query_ids.shape[1])
 
     def forward(
         self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor
