@@ -14,15 +14,18 @@ from rlgf_pl.metrics.samples import EvaluationSamples
 
 
 class _CountsScoredRows:
-    """Mixin: a `scored` state counting rows with references, so an empty metric is NaN, not 0."""
+    """Mixin for torchmetrics text metrics: updates from `EvaluationSamples` rows that have references, and
+    counts them in a `scored` state so that a metric that saw none is NaN, not 0."""
 
     def _add_scored_state(self) -> None:
         self.add_state("scored", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
-    def _rows(self, samples: EvaluationSamples) -> tuple[list[str], list[list[str]]]:
+    def update(self, samples: EvaluationSamples) -> None:
+        """Feed the torchmetrics class (next in the MRO) the rows that have references."""
         predictions, references = samples.with_references()
         self.scored += len(predictions)
-        return predictions, references
+        if predictions:
+            super().update(predictions, references)
 
     def _or_nan(self, value: Tensor) -> Tensor:
         return value if self.scored > 0 else torch.full_like(value, float("nan"))
@@ -35,11 +38,6 @@ class BLEU(_CountsScoredRows, SacreBLEUScore):
         super().__init__(n_gram=n_gram, tokenize=tokenize, lowercase=lowercase, smooth=smooth)
         self._add_scored_state()
 
-    def update(self, samples: EvaluationSamples) -> None:
-        predictions, references = self._rows(samples)
-        if predictions:
-            super().update(predictions, references)
-
     def compute(self) -> dict[str, Tensor]:
         return {"bleu": self._or_nan(super().compute())}
 
@@ -50,11 +48,6 @@ class ROUGE(_CountsScoredRows, ROUGEScore):
     def __init__(self, rouge_keys: tuple[str, ...] = ("rouge1", "rouge2", "rougeL")) -> None:
         super().__init__(rouge_keys=rouge_keys, accumulate="best", use_stemmer=False)
         self._add_scored_state()
-
-    def update(self, samples: EvaluationSamples) -> None:
-        predictions, references = self._rows(samples)
-        if predictions:
-            super().update(predictions, references)
 
     def compute(self) -> dict[str, Tensor]:
         if self.scored == 0:
