@@ -9,8 +9,6 @@ chrF = 100 (1 + beta^2) P R / (beta^2 P + R).
 
 from __future__ import annotations
 
-from collections import Counter
-
 import torch
 from torch import Tensor
 from torchmetrics import Metric
@@ -58,19 +56,13 @@ class CHRF(Metric):
         self.add_state("rows", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, samples: EvaluationSamples) -> None:
-        total = Counter()
+        best_per_row = []
         for prediction, references in zip(*samples.with_references()):
             candidates = [char_ngram_statistics(prediction, ref, self.order) for ref in references]
-            best = max(candidates, key=lambda statistics: chrf_score(statistics, self.beta))  # first of ties
-            for n, counts in enumerate(best):
-                for column, count in enumerate(counts):
-                    total[n, column] += count
-            self.rows += 1
-        if total:
-            update = torch.zeros_like(self.statistics)
-            for (n, column), count in total.items():
-                update[n, column] = count
-            self.statistics += update
+            best_per_row.append(max(candidates, key=lambda statistics: chrf_score(statistics, self.beta)))  # first of ties
+        if best_per_row:
+            self.statistics += torch.tensor(best_per_row, dtype=torch.long, device=self.statistics.device).sum(0)
+            self.rows += len(best_per_row)
 
     def compute(self) -> dict[str, Tensor]:
         if self.rows == 0:

@@ -25,14 +25,8 @@ def encode_continuations(policy: CausalLMPolicy, prompts: list[str], texts: list
     """Prompts (left-cut, left-padded) and continuation texts (first `max_tokens` tokens, right-padded) in
     `policy`'s vocabulary. -> query ids, query mask [B, P], response ids, response mask [B, T]."""
     query_ids, query_mask = policy.encode_prompts(prompts, max_prompt_tokens)
-    tokenizer = policy.tokenizer
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "right"
-    try:
-        encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt",
-                            add_special_tokens=False)
-    finally:
-        tokenizer.padding_side = side
+    encoded = policy.tokenizer(texts, padding=True, padding_side="right", truncation=True, max_length=max_tokens,
+                               return_tensors="pt", add_special_tokens=False)
     return query_ids, query_mask, encoded["input_ids"].to(policy.device), encoded["attention_mask"].to(policy.device)
 
 
