@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+
+from transformers import LogitsProcessorList
+
+from rlgf_pl.policies.sampling import TruncatedSampler
 
 
 @dataclass
@@ -40,9 +44,10 @@ class GenerationSettings:
             raise ValueError(f"top_k must be >= 0 (0 disables it), got {self.top_k}.")
 
     def generate_kwargs(self) -> dict:
-        """Keyword arguments for Hugging Face `generate`."""
-        kwargs = asdict(self)
-        if not self.do_sample:
-            for key in ("top_k", "top_p", "temperature"):
-                kwargs.pop(key)
+        """Keyword arguments for Hugging Face `generate`. Sampling runs through `TruncatedSampler` (the
+        same distribution as `do_sample=True` with these warpers, without a full-vocabulary multinomial)."""
+        kwargs = {"max_new_tokens": self.max_new_tokens, "min_new_tokens": self.min_new_tokens, "do_sample": False}
+        if self.do_sample:
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [TruncatedSampler(self.top_k, self.top_p, self.temperature)])
         return kwargs
