@@ -65,3 +65,14 @@ def test_full_zoo_build_and_short_quickstart(tmp_path):
     assert val_reward[0][1] == pytest.approx(learner_reward, abs=1e-4), "step 0 is the untrained learner"
     assert len(per_epoch(logs, "train/reward")) == 2
     assert per_epoch(logs, "train/phase") == [0.0, 0.0]  # D2LOLS starts with AggreVaTeD
+
+
+def test_zoo_model_built_on_first_use_inside_the_cli(tmp_path, monkeypatch):
+    """The README's first command builds the zoo while LightningCLI instantiates the learner; the zoo's SFT
+    modules must get their own hyperparameters, not the run's."""
+    monkeypatch.setenv("RLGF_CACHE", str(tmp_path / "cache"))
+    cli = build_cli(["--config", str(REPO / "configs/toy/ppo.yaml"), "--model.init_args.model=zoo:toy-guide",
+                     f"--trainer.default_root_dir={tmp_path / 'run'}", "--trainer.enable_progress_bar=false"],
+                    run=False)
+    assert (tmp_path / "cache" / "zoo" / "toy-guide" / "DONE").exists()
+    assert cli.model.hparams.model == "zoo:toy-guide"

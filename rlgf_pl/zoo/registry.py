@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import os
 import shutil
 import time
@@ -65,7 +66,9 @@ def ensure_built(name: str) -> Path:
     staging = target.with_name(f".{name}.building-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    entry.build(staging)
+    # A fresh context: built on first use inside `rlgf fit`, the zoo's SFT modules would otherwise read the
+    # run's model arguments from LightningCLI's hyperparameter ContextVar instead of their own.
+    contextvars.Context().run(entry.build, staging)
     (staging / "DONE").write_text(f"built in {time.perf_counter() - started:.1f}s\n")
     try:
         staging.rename(target)  # atomic: concurrent builders (DDP ranks) never see half a model
