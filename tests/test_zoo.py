@@ -1,5 +1,7 @@
 """The offline IMDB zoo: a tiny-slice build in seconds, and (slow) the full build plus a short quickstart."""
 
+from functools import partial
+
 import pytest
 import torch
 from conftest import REPO
@@ -9,7 +11,7 @@ from rlgf_pl.cli import build_cli
 from rlgf_pl.policies.loading import load_tokenizer
 from rlgf_pl.rewards import SentimentReward
 from rlgf_pl.utils.tensorboard import per_epoch, read_scalars
-from rlgf_pl.zoo import imdb
+from rlgf_pl.zoo import imdb, registry
 
 
 def test_tiny_slice_build_loads_with_from_pretrained(tmp_path):
@@ -33,6 +35,29 @@ def test_tiny_slice_build_loads_with_from_pretrained(tmp_path):
     assert AutoModelForSequenceClassification.from_pretrained(classifier_dir).config.num_labels == 2
     scores = SentimentReward(str(classifier_dir))(["a fine film", "awful"], [" and great fun", " and boring"], [[], []])
     assert scores.shape == (2,) and ((scores >= 0) & (scores <= 1)).all()
+
+
+
+def test_zoo_builds_are_bitwise_identical_across_thread_counts(tmp_path, monkeypatch):
+    """The zoo is deterministic for its seed: `ensure_built` gives the same weights whatever thread count the
+    calling process runs with (the training's float sums depend on it; the build pins it)."""
+    tokenizer_dir = tmp_path / "tok"
+    tokenizer_dir.mkdir()
+    imdb.build_tokenizer(tokenizer_dir, max_reviews=200, vocab_size=600)
+    monkeypatch.setitem(registry.ZOO, "test-tiny-lm", registry.ZooEntry(
+        "test-tiny-lm", "imdb-tiny on a slice", partial(imdb.build_imdb_tiny, tokenizer_dir=tokenizer_dir, steps=3,
+                                                        max_reviews=96)))
+    threads = torch.get_num_threads()
+    weights = []
+    try:
+        for count in (1, 3):
+            monkeypatch.setenv("RLGF_CACHE", str(tmp_path / f"cache-{count}"))
+            torch.set_num_threads(count)
+            weights.append((registry.ensure_built("test-tiny-lm") / "model.safetensors").read_bytes())
+            assert torch.get_num_threads() == count, "the caller's thread count is restored"
+    finally:
+        torch.set_num_threads(threads)
+    assert weights[0] == weights[1]
 
 
 def _validate_reward(model: str, tmp_path) -> float:

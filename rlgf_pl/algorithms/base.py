@@ -41,6 +41,15 @@ def disable_dropout(model: nn.Module) -> None:
             module.p = 0.0
 
 
+def _check_same_vocabulary(critic_model: str, critic_tokenizer, model: str, tokenizer) -> None:
+    """The critic reads the learner's token ids, so both must mean the same token by the same id."""
+    if critic_tokenizer.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(
+            f"critic_model {critic_model!r} has a different tokenizer from the learner {model!r}; the critic reads "
+            "the learner's token ids. Use a critic model with the learner's tokenizer, or leave critic_model unset."
+        )
+
+
 class RLGFModule(LightningModule):
     """Base agent: PPO-style updates of a causal-LM learner against a frozen reference.
 
@@ -48,7 +57,12 @@ class RLGFModule(LightningModule):
         model: Learner: Hugging Face hub id, local directory or zoo name of a causal LM.
         dtype: Weights dtype ('float32', 'bfloat16', 'float16'); null keeps the checkpoint's.
         critic_share_trunk: Put the value head on the learner's trunk instead of its own copy.
+        critic_model: Where the critics' trunks start: null copies the learner's backbone; any model that
+            `AutoModel` loads and that shares the learner's tokenizer will do (e.g. the reward model's trunk,
+            as TRL starts its value model).
         lr: AdamW learning rate.
+        critic_lr: Learning rate of the critics (trunk and head); null uses `lr`. A critic whose trunk is
+            not the learner's can take a larger step than the policy.
         weight_decay: AdamW weight decay.
         lr_schedule: 'linear' (decay to 0 over the run) or 'constant'.
         gamma: Discount.
@@ -70,7 +84,9 @@ class RLGFModule(LightningModule):
         model: str,
         dtype: str | None = None,
         critic_share_trunk: bool = False,
+        critic_model: str | None = None,
         lr: float = 1e-5,
+        critic_lr: float | None = None,
         weight_decay: float = 0.0,
         lr_schedule: Literal["linear", "constant"] = "linear",
         gamma: float = 0.99,
@@ -90,14 +106,19 @@ class RLGFModule(LightningModule):
         self.save_hyperparameters()
         if lr_schedule not in ("linear", "constant"):
             raise ValueError(f"lr_schedule must be 'linear' or 'constant', got {lr_schedule!r}.")
+        if critic_share_trunk and critic_model is not None:
+            raise ValueError("critic_share_trunk puts the value head on the learner's own trunk, so it cannot start "
+                             f"from critic_model={critic_model!r}; set one of them.")
         network = load_causal_lm(model, dtype=dtype)
         disable_dropout(network)
         tokenizer = load_tokenizer(model)
         self.policy = CausalLMPolicy(network, tokenizer)
         reference = copy.deepcopy(network).requires_grad_(False)
         self.reference = CausalLMPolicy(reference, tokenizer)
-        self.critic = self._build_critic(model, dtype, critic_share_trunk)
-        self.guide_critic = self._build_critic(model, dtype, False) if self.uses_guide_critic else None
+        if critic_model is not None:
+            _check_same_vocabulary(critic_model, load_tokenizer(critic_model), model, tokenizer)
+        self.critic = self._build_critic(critic_model or model, dtype, critic_share_trunk)
+        self.guide_critic = self._build_critic(critic_model or model, dtype, False) if self.uses_guide_critic else None
         self.kl_controller = KLController(kl_coef, kl_target, kl_horizon)
         self._rollout_stats: dict[str, Tensor] = {}
         self._evaluation_metrics: dict[str, MetricCollection] = {}
@@ -285,14 +306,26 @@ class RLGFModule(LightningModule):
 
     # ---- optimization ---------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
-        parameters = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(parameters, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.AdamW(self._parameter_groups(), lr=self.hparams.lr,
+                                      weight_decay=self.hparams.weight_decay)
         if self.hparams.lr_schedule == "constant":
             return {"optimizer": optimizer}
         total = max(1, int(self.trainer.estimated_stepping_batches)) if math.isfinite(
             self.trainer.estimated_stepping_batches) else 1
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        """One group at `lr`, and the critics' parameters at `critic_lr` when it is set. A trunk shared with
+        the learner is the learner's, so only its value head takes `critic_lr`."""
+        trainable = [(name, p) for name, p in self.named_parameters() if p.requires_grad]
+        if self.hparams.get("critic_lr") is None:
+            return [{"params": [p for _, p in trainable]}]
+        is_critic = [name.startswith(("critic.", "guide_critic.")) for name, _ in trainable]
+        return [
+            {"params": [p for (_, p), critic in zip(trainable, is_critic) if not critic]},
+            {"params": [p for (_, p), critic in zip(trainable, is_critic) if critic], "lr": self.hparams.critic_lr},
+        ]
 
     # ---- checkpoints: the reference is rebuilt from `model`, never saved ---------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+import rlgf_pl.policies.bag_of_words  # noqa: F401  (registers the zoo's bag-of-words models with the Auto classes)
 from rlgf_pl.zoo.registry import resolve_model_path
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

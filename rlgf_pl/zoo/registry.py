@@ -6,13 +6,17 @@ import contextvars
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_info
 
 ZOO_PREFIX = "zoo:"
+BUILD_THREADS = 2
+"""CPU threads while building: float sums (and so the trained weights) depend on the thread count, and a
+fixed count gives every CPU machine the same zoo for the same library versions. GPU builds differ."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,19 @@ def zoo_path(name: str) -> Path:
     return cache_dir() / "zoo" / name
 
 
+@contextmanager
+def fixed_torch_threads(count: int) -> Iterator[None]:
+    """Run the block with `count` intra-op CPU threads, then restore the caller's setting."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _load_entries() -> None:
     # Importing the builders registers them; kept lazy so `import rlgf_pl` stays light.
     from rlgf_pl.zoo import imdb, toy  # noqa: F401
@@ -68,7 +85,8 @@ def ensure_built(name: str) -> Path:
     staging.mkdir(parents=True)
     # A fresh context: built on first use inside `rlgf fit`, the zoo's SFT modules would otherwise read the
     # run's model arguments from LightningCLI's hyperparameter ContextVar instead of their own.
-    contextvars.Context().run(entry.build, staging)
+    with fixed_torch_threads(BUILD_THREADS):
+        contextvars.Context().run(entry.build, staging)
     (staging / "DONE").write_text(f"built in {time.perf_counter() - started:.1f}s\n")
     try:
         staging.rename(target)  # atomic: concurrent builders (DDP ranks) never see half a model
