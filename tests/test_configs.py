@@ -25,8 +25,9 @@ def _substitute_models(node, replacements: dict[str, str], parent_class: str = "
     if isinstance(node, dict):
         class_path = node.get("class_path", parent_class)
         for key, value in node.items():
-            if key == "model" and isinstance(value, str) and not value.startswith("zoo:toy-"):
-                node[key] = replacements["classifier" if "Reward" in class_path else "causal_lm"]
+            if key in ("model", "critic_model") and isinstance(value, str) and not value.startswith("zoo:toy-"):
+                is_classifier = "Reward" in class_path or key == "critic_model"  # a critic may start from a reward
+                node[key] = replacements["classifier" if is_classifier else "causal_lm"]
             else:
                 _substitute_models(value, replacements, class_path)
     elif isinstance(node, list):
