@@ -44,6 +44,9 @@ def test_bag_of_words_trunk_is_the_causal_mean_of_the_classifiers_embeddings(cla
     torch.testing.assert_close(hidden[0, 2], table[5])  # padding counts for nothing
     torch.testing.assert_close(hidden[0, 3], table[[5, 6]].mean(0))  # no later token is seen
     torch.testing.assert_close(hidden[1, 3], table[[3, 4, 5, 6]].mean(0))
+    in_bf16 = AutoModel.from_pretrained(classifier_dir, dtype=torch.bfloat16)(input_ids=ids, attention_mask=mask)
+    assert in_bf16.last_hidden_state.dtype == torch.bfloat16
+    torch.testing.assert_close(in_bf16.last_hidden_state.float(), hidden, atol=1e-2, rtol=1e-2)
     # The last position is what the classifier pools: its head on it gives the classifier's logits.
     torch.testing.assert_close(classifier.classifier(hidden[:, -1]),
                                classifier(input_ids=ids, attention_mask=mask).logits)

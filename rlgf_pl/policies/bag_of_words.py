@@ -59,9 +59,10 @@ class BagOfWordsModel(PreTrainedModel):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, **kwargs) -> BaseModelOutput:
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        mask = mask.unsqueeze(-1).to(self.embeddings.weight.dtype)
-        running_sum = (self.embeddings(input_ids) * mask).cumsum(1)
-        return BaseModelOutput(last_hidden_state=running_sum / mask.cumsum(1).clamp(min=1.0))
+        mask = mask.unsqueeze(-1).float()
+        running_sum = (self.embeddings(input_ids).float() * mask).cumsum(1)  # float32: bf16 sums drift over a review
+        running_mean = running_sum / mask.cumsum(1).clamp(min=1.0)
+        return BaseModelOutput(last_hidden_state=running_mean.to(self.embeddings.weight.dtype))
 
 
 class BagOfWordsForSequenceClassification(PreTrainedModel):
