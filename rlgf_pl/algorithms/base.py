@@ -318,14 +318,13 @@ class RLGFModule(LightningModule):
     def _parameter_groups(self) -> list[dict[str, Any]]:
         """One group at `lr`, and the critics' parameters at `critic_lr` when it is set. A trunk shared with
         the learner is the learner's, so only its value head takes `critic_lr`."""
-        trainable = [(name, p) for name, p in self.named_parameters() if p.requires_grad]
-        if self.hparams.get("critic_lr") is None:
-            return [{"params": [p for _, p in trainable]}]
-        is_critic = [name.startswith(("critic.", "guide_critic.")) for name, _ in trainable]
-        return [
-            {"params": [p for (_, p), critic in zip(trainable, is_critic) if not critic]},
-            {"params": [p for (_, p), critic in zip(trainable, is_critic) if critic], "lr": self.hparams.critic_lr},
-        ]
+        critic_lr = self.hparams.critic_lr
+        default, critics = [], []
+        for name, parameter in self.named_parameters():
+            if parameter.requires_grad:
+                is_critic = critic_lr is not None and name.startswith(("critic.", "guide_critic."))
+                (critics if is_critic else default).append(parameter)
+        return [{"params": default}] + ([{"params": critics, "lr": critic_lr}] if critics else [])
 
     # ---- checkpoints: the reference is rebuilt from `model`, never saved ---------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
