@@ -1,7 +1,6 @@
 """Callbacks for rlgf_pl runs (importable as `callbacks.X` in YAML configs)."""
 
-from callbacks.d2lols_switch import D2LOLSSwitch
 from callbacks.rollout_writer import RolloutWriter
 from callbacks.sample_logger import SampleLogger
 
-__all__ = ["D2LOLSSwitch", "RolloutWriter", "SampleLogger"]
+__all__ = ["RolloutWriter", "SampleLogger"]

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from torch import Tensor
 
 from rlgf_pl.results import run_log_dir
+from rlgf_pl.rollout.containers import Rollout
 
 
 class RolloutWriter(Callback):
     """After each epoch's rollouts are collected, writes `rollouts/epoch{E}_rank{R}.jsonl` in the log
-    directory: prompt, continuation, reward, switch index, and which tokens the guide wrote.
+    directory: prompt, continuation, reward, switch index, and which tokens the guide wrote. It listens to
+    the agent's `on_rollouts_collected` hook.
 
     Args:
         every_n_epochs: Write every n-th epoch (1 = all).
@@ -24,16 +27,9 @@ class RolloutWriter(Callback):
         self.every_n_epochs = every_n_epochs
         self.max_rows = max_rows
 
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not hasattr(trainer.datamodule, "last_rollout"):
-            raise TypeError("RolloutWriter needs a RolloutDataModule (or a data module with `last_rollout`).")
-
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
-        if batch_idx != 0 or trainer.current_epoch % self.every_n_epochs:
-            return
-        datamodule = trainer.datamodule
-        rollout, scores = datamodule.last_rollout, datamodule.last_scores
-        if rollout is None:
+    def on_rollouts_collected(self, trainer: Trainer, pl_module: LightningModule, rollout: Rollout,
+                              scores: Tensor) -> None:
+        if trainer.current_epoch % self.every_n_epochs:
             return
         rows = range(rollout.batch_size if self.max_rows is None else min(self.max_rows, rollout.batch_size))
         directory = run_log_dir(trainer) / "rollouts"

@@ -57,13 +57,13 @@ class SampleLogger(Callback):
         )
 
     def _guide_rows(self, trainer: Trainer, pl_module: LightningModule, batch: dict, count: int):
-        datamodule = trainer.datamodule
-        if getattr(datamodule, "guide", None) is None:
+        environment = trainer.datamodule
+        if getattr(environment, "guide", None) is None:
             return None
         if self._guide is None:
             prompts = {key: values[:count] for key, values in batch.items()}
-            rollout = datamodule.evaluation_rollout(pl_module, prompts, 0, GUIDE_ONLY)
-            self._guide = (rollout.continuations, datamodule.score(rollout).tolist())
+            rollout = pl_module.evaluation_rollout(prompts, 0, GUIDE_ONLY)
+            self._guide = (rollout.continuations, environment.score(rollout).tolist())
         return self._guide
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

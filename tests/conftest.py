@@ -41,6 +41,12 @@ def _deterministic() -> None:
     torch.manual_seed(0)
 
 
+def built(module):
+    """A module with its networks, as `Trainer.fit` has it after `configure_model`."""
+    module.configure_model()
+    return module
+
+
 def fast_fit_args(tmp_path: Path, model_dir: Path | str, epochs: int = 2, extra: list[str] | None = None,
                   config: str = "ppo", guide: Path | str | None = None, dense: bool = True) -> list[str]:
     """`rlgf fit` arguments for a quick run of `configs/toy/{config}.yaml` that logs into tmp_path.
@@ -117,3 +123,43 @@ def toy_model_dir_guide() -> Path:
     from rlgf_pl.zoo.registry import ensure_built
 
     return ensure_built("toy-guide")
+
+
+@pytest.fixture(scope="session")
+def t5_dir(tmp_path_factory) -> Path:
+    """A tiny random T5 (encoder-decoder) over the toy vocabulary, written with save_pretrained."""
+    from rlgf_pl.zoo.toy import build_toy_t5
+
+    directory = tmp_path_factory.mktemp("toy-t5")
+    build_toy_t5(directory, seed=0)
+    return directory
+
+
+def _t5_that_suppresses(directory: Path, allowed: str | None, banned: str | None) -> Path:
+    """A tiny T5 whose generation config bans `banned`, or every token but `allowed` (a marker writer)."""
+    from transformers import GenerationConfig
+
+    from rlgf_pl.zoo.toy import build_toy_t5, build_toy_tokenizer
+
+    build_toy_t5(directory, seed=3)
+    tokenizer = build_toy_tokenizer()
+    if allowed is not None:
+        suppressed = [i for i in range(len(tokenizer)) if i != tokenizer.convert_tokens_to_ids(allowed)]
+    else:
+        suppressed = [tokenizer.convert_tokens_to_ids(banned)]
+    config = GenerationConfig.from_pretrained(directory)
+    config.suppress_tokens = suppressed
+    config.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def no_marker_t5_dir(tmp_path_factory) -> Path:
+    """A seq2seq learner that never writes 'good'."""
+    return _t5_that_suppresses(tmp_path_factory.mktemp("no-marker-t5"), allowed=None, banned="good")
+
+
+@pytest.fixture(scope="session")
+def marker_t5_guide_dir(tmp_path_factory) -> Path:
+    """A seq2seq guide that always writes 'good'."""
+    return _t5_that_suppresses(tmp_path_factory.mktemp("marker-t5"), allowed="good", banned=None)

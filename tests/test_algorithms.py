@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import fast_fit_args
+from conftest import built, fast_fit_args
 from helpers import StopAfterEpochs  # noqa: F401  (used by class path in CLI args)
 
 from rlgf_pl.algorithms import AggreVaTeD
@@ -30,18 +30,18 @@ def _last(root: Path) -> dict:
 
 def _policy_gradients(module, batch):
     module.zero_grad()
-    module.training_step(batch, 0).backward()
+    module.ppo_step(batch).backward()
     return {name: p.grad.clone() for name, p in module.named_parameters() if p.grad is not None}
 
 
 def test_gradient_flows_only_from_learner_tokens(toy_model_dir, marker_guide_dir):
-    module = AggreVaTeD(model=str(toy_model_dir), beta=0.8)
+    module = built(AggreVaTeD(model=str(toy_model_dir), beta=0.8))
     datamodule = RolloutDataModule(ToyTask({"train": 32, "validation": 4}), WordFrequencyReward(), rollouts_per_epoch=16,
                                    minibatch_size=16, ppo_epochs=1, guide=Guide(str(marker_guide_dir)),
                                    generation=GenerationSettings(max_new_tokens=8, top_k=0))
-    datamodule.trainer = SimpleNamespace(lightning_module=module, global_rank=0, world_size=1)
+    datamodule.trainer = SimpleNamespace(global_rank=0, world_size=1, current_epoch=0)
     datamodule.setup("fit")
-    (batch,) = list(datamodule.train_dataloader())
+    batch = module.collect(datamodule)
     assert batch.policy_mask.any() and (batch.response_mask.bool() & ~batch.policy_mask.bool()).any()
     with pytest.warns(UserWarning):  # self.log without a Trainer warns and does nothing
         reference = _policy_gradients(module, batch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import built
 from transformers import AutoModel, AutoModelForSequenceClassification
 
 from rlgf_pl.algorithms import D2LOLS, PPO
@@ -53,7 +54,7 @@ def test_bag_of_words_trunk_is_the_causal_mean_of_the_classifiers_embeddings(cla
 
 
 def test_each_critic_gets_its_own_copy_of_the_critic_model_trunk(classifier_dir, toy_model_dir):
-    module = D2LOLS(model=str(toy_model_dir), critic_model=str(classifier_dir))
+    module = built(D2LOLS(model=str(toy_model_dir), critic_model=str(classifier_dir)))
     trunk = AutoModel.from_pretrained(classifier_dir)
     for critic in (module.critic, module.guide_critic):
         assert isinstance(critic.backbone, BagOfWordsModel)
@@ -69,7 +70,7 @@ def test_each_critic_gets_its_own_copy_of_the_critic_model_trunk(classifier_dir,
 def test_critic_model_with_another_tokenizer_or_a_shared_trunk_is_refused(tmp_path, toy_model_dir, classifier_dir):
     _save_classifier(tmp_path / "reordered", build_toy_tokenizer(tuple(reversed(TOY_WORDS))))
     with pytest.raises(ValueError, match="different tokenizer"):
-        PPO(model=str(toy_model_dir), critic_model=str(tmp_path / "reordered"))
+        PPO(model=str(toy_model_dir), critic_model=str(tmp_path / "reordered")).configure_model()
     with pytest.raises(ValueError, match="critic_share_trunk"):
         PPO(model=str(toy_model_dir), critic_model=str(classifier_dir), critic_share_trunk=True)
 
@@ -80,8 +81,8 @@ def _group_of(optimizer, parameter) -> int:
 
 
 def test_critic_lr_puts_the_critics_and_only_them_in_their_own_group(toy_model_dir, classifier_dir):
-    module = D2LOLS(model=str(toy_model_dir), critic_model=str(classifier_dir), lr=1e-4, critic_lr=1e-2,
-                    lr_schedule="constant")
+    module = built(D2LOLS(model=str(toy_model_dir), critic_model=str(classifier_dir), lr=1e-4, critic_lr=1e-2,
+                          lr_schedule="constant"))
     optimizer = module.configure_optimizers()["optimizer"]
     assert [group["lr"] for group in optimizer.param_groups] == [1e-4, 1e-2]
     for critic in (module.critic, module.guide_critic):
@@ -90,10 +91,11 @@ def test_critic_lr_puts_the_critics_and_only_them_in_their_own_group(toy_model_d
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     assert sum(p.numel() for group in optimizer.param_groups for p in group["params"]) == trainable
 
-    shared = PPO(model=str(toy_model_dir), critic_share_trunk=True, lr=1e-4, critic_lr=1e-2, lr_schedule="constant")
+    shared = built(PPO(model=str(toy_model_dir), critic_share_trunk=True, lr=1e-4, critic_lr=1e-2,
+                       lr_schedule="constant"))
     optimizer = shared.configure_optimizers()["optimizer"]
     assert all(_group_of(optimizer, p) == 1 for p in shared.critic.head.parameters())
     assert all(_group_of(optimizer, p) == 0 for p in shared.policy.parameters()), "a shared trunk is the learner's"
 
-    single = PPO(model=str(toy_model_dir), lr=1e-4, lr_schedule="constant").configure_optimizers()["optimizer"]
+    single = built(PPO(model=str(toy_model_dir), lr=1e-4, lr_schedule="constant")).configure_optimizers()["optimizer"]
     assert len(single.param_groups) == 1

@@ -6,6 +6,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from conftest import built
+
 from rlgf_pl.algorithms.ppo import PPO
 from rlgf_pl.data.datamodule import RolloutDataModule
 from rlgf_pl.data.tasks import TextFilesTask, ToyTask
@@ -18,9 +20,9 @@ def _write_jsonl(path, rows):
     return str(path)
 
 
-def _attach(datamodule, module):
-    """Wire the data module to a module the way a Trainer does, minus the Trainer."""
-    datamodule.trainer = SimpleNamespace(lightning_module=module, global_rank=0, world_size=1)
+def _attach(datamodule):
+    """Set the data module up the way a Trainer does, minus the Trainer."""
+    datamodule.trainer = SimpleNamespace(global_rank=0, world_size=1, current_epoch=0)
     datamodule.setup("fit")
     return datamodule
 
@@ -37,46 +39,46 @@ def test_empty_prompts_are_dropped_with_a_count(tmp_path, toy_model_dir):
     files = {split: _write_jsonl(tmp_path / f"{split}.jsonl", rows) for split in ("train", "validation")}
     datamodule = RolloutDataModule(TextFilesTask(files), WordFrequencyReward(), rollouts_per_epoch=2, minibatch_size=1)
     with pytest.warns(UserWarning, match=r"Dropped 2 empty prompt\(s\) from the train split \(2 remain\)"):
-        _attach(datamodule, PPO(model=str(toy_model_dir)))
+        _attach(datamodule)
     assert datamodule.datasets["train"]["prompt"] == ["good movie", "bad film"]
     assert datamodule.datasets["train"]["references"] == [["yes"], ["a", "b"]]
 
 
 def test_minibatch_count_matches_len_and_masks_cover_the_response(toy_model_dir):
-    module = PPO(model=str(toy_model_dir))
+    module = built(PPO(model=str(toy_model_dir)))
     datamodule = _attach(RolloutDataModule(
         ToyTask({"train": 40, "validation": 4}), WordFrequencyReward(), rollouts_per_epoch=10, minibatch_size=4,
         ppo_epochs=2, generation=GenerationSettings(max_new_tokens=6, top_k=0), generation_batch_size=3,
-    ), module)
+    ))
     loader = datamodule.train_dataloader()
     batches = list(loader)
     assert len(batches) == len(loader) == 6
     assert [len(batch) for batch in batches] == [4, 4, 2, 4, 4, 2]
-    rollout = datamodule.last_rollout
-    assert rollout.batch_size == 10 and rollout.response_ids.shape[1] <= 6
-    assert torch.equal(rollout.learner_mask, rollout.response_mask)  # PPO: the learner wrote everything
-    assert not rollout.guide_mask.any() and not rollout.switch_index.any()
-    for batch in batches:
-        assert torch.equal(batch.policy_mask, batch.response_mask) and torch.equal(batch.critic_mask, batch.response_mask)
-        assert (batch.advantages[batch.response_mask == 0] == 0).all()
+    for ppo_epoch in (batches[:3], batches[3:]):  # each pass trains on every rollout once
+        assert sorted(torch.cat(ppo_epoch).tolist()) == list(range(10))
+    assert [b.tolist() for b in datamodule.train_dataloader()] == [b.tolist() for b in batches], "seeded per epoch"
+    buffer = module.collect(datamodule)
+    assert len(buffer) == 10 and buffer.response_ids.shape[1] <= 6
+    assert torch.equal(buffer.policy_mask, buffer.response_mask)  # PPO: the learner wrote everything
+    assert torch.equal(buffer.critic_mask, buffer.response_mask)
+    assert (buffer.advantages[buffer.response_mask == 0] == 0).all()
 
 
 def test_sampling_state_round_trips(toy_model_dir):
-    module = PPO(model=str(toy_model_dir))
+    module = built(PPO(model=str(toy_model_dir)))
 
     def fresh():
         return _attach(RolloutDataModule(ToyTask({"train": 50, "validation": 4}), WordFrequencyReward(),
                                           rollouts_per_epoch=8, minibatch_size=8, ppo_epochs=1,
-                                          generation=GenerationSettings(max_new_tokens=5, top_k=0)), module)
+                                          generation=GenerationSettings(max_new_tokens=5, top_k=0)))
 
     first = fresh()
-    list(first.train_dataloader())
+    module.collect(first)
     state = first.state_dict()
-    list(first.train_dataloader())
-    expected = first.last_rollout
+    expected = module.collect(first)
 
     second = fresh()
     second.load_state_dict(state)
-    list(second.train_dataloader())
-    assert second.last_rollout.prompts == expected.prompts
-    assert torch.equal(second.last_rollout.response_ids, expected.response_ids)
+    resumed = module.collect(second)
+    assert torch.equal(resumed.query_ids, expected.query_ids)
+    assert torch.equal(resumed.response_ids, expected.response_ids)

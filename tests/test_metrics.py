@@ -156,7 +156,7 @@ def toy_policy(toy_model_dir):
 def test_perplexities_equal_an_unpadded_forward_pass(toy_policy, toy_model_dir):
     tokenizer = toy_policy.tokenizer
     prompts = ["the good movie", "bad"]
-    continuations = ["was good and fun", "the end"]
+    continuations = [" was good and fun", " the end"]  # as the sampler decodes them: in context
     total_nll, total_tokens = 0.0, 0
     for prompt, continuation in zip(prompts, continuations):
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]

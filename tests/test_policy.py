@@ -2,7 +2,8 @@
 
 import torch
 
-from rlgf_pl.policies.causal_lm import CausalLMPolicy, continuation_lengths
+from rlgf_pl.policies.base import continuation_lengths
+from rlgf_pl.policies.causal_lm import CausalLMPolicy
 from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.policies.loading import load_causal_lm, load_tokenizer
 
@@ -33,7 +34,9 @@ def test_prompts_are_cut_from_the_left(toy_model_dir):
 
 def test_continuation_lengths_by_hand():
     tokens = torch.tensor([[5, 1, 0, 0], [5, 6, 7, 8], [1, 0, 0, 0]])
-    assert continuation_lengths(tokens, eos_token_id=1).tolist() == [2, 4, 1]
+    assert continuation_lengths(tokens, (1,)).tolist() == [2, 4, 1]
+    assert continuation_lengths(tokens, (8, 1)).tolist() == [2, 4, 1]
+    assert continuation_lengths(tokens, (6,)).tolist() == [4, 2, 4]
 
 
 def test_generation_pads_after_eos_and_respects_settings(toy_model_dir):

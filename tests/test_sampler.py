@@ -1,22 +1,29 @@
-"""The guided sampler: who wrote which token, to the token, and the handoff between tokenizers."""
+"""The guided sampler: who wrote which token, to the token, and the handoff between tokenizers and kinds.
+
+Each test runs with a causal and a seq2seq (T5) learner that never writes 'good'; guides always write it."""
 
 import pytest
 import torch
 
-from rlgf_pl.policies.causal_lm import CausalLMPolicy
 from rlgf_pl.policies.generation import GenerationSettings
-from rlgf_pl.policies.guide import Guide
-from rlgf_pl.policies.loading import load_causal_lm, load_tokenizer
+from rlgf_pl.policies.guide import Guide, TextBridgeWriter
+from rlgf_pl.policies.loading import load_policy
 from rlgf_pl.rollout.plan import Plan
 from rlgf_pl.rollout.sampler import RolloutSampler
 
 BUDGET = 10
+LEARNERS = ["no_marker_learner_dir", "no_marker_t5_dir"]
 
 
-def _sampler(learner_dir, guide_dir):
-    learner = CausalLMPolicy(load_causal_lm(str(learner_dir)), load_tokenizer(str(learner_dir)))
-    guide = Guide(str(guide_dir), GenerationSettings(top_k=50, top_p=0.92))
-    return RolloutSampler(learner, GenerationSettings(max_new_tokens=BUDGET, top_k=0), guide, max_prompt_tokens=8)
+@pytest.fixture(params=LEARNERS)
+def learner_dir(request):
+    return request.getfixturevalue(request.param)
+
+
+def _sampler(learner_dir, guide_dir, **guide_options):
+    guide = Guide(str(guide_dir), GenerationSettings(top_k=50, top_p=0.92), **guide_options)
+    return RolloutSampler(load_policy(str(learner_dir)), GenerationSettings(max_new_tokens=BUDGET, top_k=0), guide,
+                          max_prompt_tokens=8)
 
 
 def _sample(sampler, plan, count=48, seed=0):
@@ -24,8 +31,9 @@ def _sample(sampler, plan, count=48, seed=0):
     return sampler.sample(prompts, [[]] * len(prompts), plan, torch.Generator().manual_seed(seed))
 
 
-def test_ppo_plus_plus_guide_writes_the_prefix_and_learner_the_rest(no_marker_learner_dir, marker_guide_dir):
-    sampler = _sampler(no_marker_learner_dir, marker_guide_dir)
+@pytest.mark.parametrize("guide", ["marker_guide_dir", "marker_t5_guide_dir", "reordered_marker_guide_dir"])
+def test_ppo_plus_plus_guide_writes_the_prefix_and_learner_the_rest(learner_dir, guide, request):
+    sampler = _sampler(learner_dir, request.getfixturevalue(guide))
     marker = sampler.learner.tokenizer.convert_tokens_to_ids("good")
     rollout = _sample(sampler, Plan("guide", "learner", 0.6))
     h = rollout.switch_index
@@ -42,8 +50,9 @@ def test_ppo_plus_plus_guide_writes_the_prefix_and_learner_the_rest(no_marker_le
     assert (rollout.response_mask.sum(-1) > h).all(), "the learner always writes at least one token"
 
 
-def test_aggrevated_learner_writes_the_prefix_and_guide_the_rest(no_marker_learner_dir, marker_guide_dir):
-    sampler = _sampler(no_marker_learner_dir, marker_guide_dir)
+@pytest.mark.parametrize("guide", ["marker_guide_dir", "marker_t5_guide_dir", "reordered_marker_guide_dir"])
+def test_aggrevated_learner_writes_the_prefix_and_guide_the_rest(learner_dir, guide, request):
+    sampler = _sampler(learner_dir, request.getfixturevalue(guide))
     marker = sampler.learner.tokenizer.convert_tokens_to_ids("good")
     rollout = _sample(sampler, Plan("learner", "guide", 0.8))
     h = rollout.switch_index
@@ -59,16 +68,17 @@ def test_aggrevated_learner_writes_the_prefix_and_guide_the_rest(no_marker_learn
     assert rollout.guide_mask[h == 0].all()
 
 
-def test_ppo_plan_never_calls_the_guide(no_marker_learner_dir, marker_guide_dir):
-    sampler = _sampler(no_marker_learner_dir, marker_guide_dir)
+def test_ppo_plan_never_calls_the_guide(learner_dir, marker_guide_dir):
+    sampler = _sampler(learner_dir, marker_guide_dir)
     rollout = _sample(sampler, Plan("guide", "learner", 0.0))
     assert not rollout.guide_mask.any() and not rollout.switch_index.any()
     plain = _sample(sampler, Plan())
     assert torch.equal(plain.response_ids, rollout.response_ids), "beta = 0 PPO++ is PPO, draw for draw"
 
 
-def test_guide_with_another_tokenizer_hands_off_text(no_marker_learner_dir, reordered_marker_guide_dir):
-    sampler = _sampler(no_marker_learner_dir, reordered_marker_guide_dir)
+def test_guide_with_another_tokenizer_hands_off_text(learner_dir, reordered_marker_guide_dir):
+    sampler = _sampler(learner_dir, reordered_marker_guide_dir)
+    assert isinstance(sampler.writers["guide"], TextBridgeWriter)
     guide_ids = sampler.writers["guide"].policy.tokenizer.convert_tokens_to_ids("good")
     marker = sampler.learner.tokenizer.convert_tokens_to_ids("good")
     assert guide_ids != marker, "the test needs vocabularies that disagree"
@@ -81,8 +91,32 @@ def test_guide_with_another_tokenizer_hands_off_text(no_marker_learner_dir, reor
     assert all(text.split()[-1] == "good" for text in mirrored.continuations)
 
 
-def test_plan_that_needs_a_guide_without_one_is_refused(no_marker_learner_dir):
-    learner = CausalLMPolicy(load_causal_lm(str(no_marker_learner_dir)), load_tokenizer(str(no_marker_learner_dir)))
-    sampler = RolloutSampler(learner, GenerationSettings(max_new_tokens=4))
+def test_plan_that_needs_a_guide_without_one_is_refused(learner_dir):
+    sampler = RolloutSampler(load_policy(str(learner_dir)), GenerationSettings(max_new_tokens=4))
     with pytest.raises(ValueError, match="needs a guide.*data.init_args.guide"):
         _sample(sampler, Plan("guide", "learner", 0.5), count=3)
+
+
+def test_chat_template_guide_sees_its_template_and_hands_off_text(learner_dir, marker_guide_dir, tmp_path):
+    """An instruct guide reads the prompt inside its chat template (here: the prompt, then 'so' as the
+    assistant's cue); the handoff then goes through text even with a shared vocabulary."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    chat_guide = tmp_path / "chat-guide"
+    shutil.copytree(marker_guide_dir, chat_guide)
+    tokenizer = AutoTokenizer.from_pretrained(chat_guide)
+    tokenizer.chat_template = ("{% for message in messages %}{{ message['content'] }} {% endfor %}"
+                               "{% if add_generation_prompt %}so{% endif %}")
+    tokenizer.save_pretrained(chat_guide)
+    sampler = _sampler(learner_dir, chat_guide, chat_template=True)
+    writer = sampler.writers["guide"]
+    assert isinstance(writer, TextBridgeWriter)
+    assert writer.format_prompts(["the movie was"]) == ["the movie was so"]
+    marker = sampler.learner.tokenizer.convert_tokens_to_ids("good")
+    rollout = _sample(sampler, Plan("guide", "learner", 1.0), count=12)
+    generated = rollout.response_mask.bool()
+    assert torch.equal((rollout.response_ids == marker) & generated, rollout.guide_mask.bool())
+    with pytest.raises(ValueError, match="system_prompt is used only with guide.chat_template"):
+        Guide(str(chat_guide), system_prompt="be kind")

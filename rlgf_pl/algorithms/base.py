@@ -1,25 +1,26 @@
 """The agent: learner, critic(s), frozen reference, KL controller and the PPO update.
 
 An algorithm is a plan (who writes which tokens) and a choice of critic; subclasses override
-`plan` and `critic_name`, nothing else of the loop.
+`plan` and `critic_name`, nothing else of the loop. The agent reads the environment (the data module:
+prompts, guide, reward, randomness); the environment never calls the agent.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule
-from torch import Tensor, nn
-from torchmetrics import MetricCollection
+from torch import Tensor
 
+from rlgf_pl.algorithms.evaluation import EvaluationSteps
 from rlgf_pl.algorithms.losses import ppo_loss
-from rlgf_pl.metrics.samples import EvaluationSamples
-from rlgf_pl.policies.causal_lm import CausalLMPolicy
+from rlgf_pl.algorithms.models import build_agent_models
+from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.critic import ValueModel
-from rlgf_pl.policies.loading import load_backbone, load_causal_lm, load_tokenizer
+from rlgf_pl.policies.generation import GenerationSettings
+from rlgf_pl.policies.loading import KindSetting
 from rlgf_pl.rollout.advantages import (
     explained_variance,
     generalized_advantages,
@@ -28,38 +29,32 @@ from rlgf_pl.rollout.advantages import (
 )
 from rlgf_pl.rollout.containers import PPOBatch, Rollout
 from rlgf_pl.rollout.kl import KLController
-from rlgf_pl.rollout.plan import GUIDE_ONLY, Plan
-from rlgf_pl.rollout.sampler import evaluation_mode
+from rlgf_pl.rollout.plan import Plan
+from rlgf_pl.rollout.sampler import RolloutSampler, evaluation_mode
+
+if TYPE_CHECKING:
+    from rlgf_pl.data.datamodule import RolloutDataModule
 
 REFERENCE_PREFIX = "reference."
+ROLLOUT_HOOK = "on_rollouts_collected"
+"""Callbacks that define `on_rollouts_collected(trainer, pl_module, rollout, scores)` get each epoch's
+scored training rollouts of their rank (see docs/architecture.md)."""
 
 
-def disable_dropout(model: nn.Module) -> None:
-    """PPO ratios assume the same network at collection and update time, so dropout is switched off."""
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = 0.0
+class RLGFModule(EvaluationSteps, LightningModule):
+    """Base agent: PPO-style updates of a learner (causal or seq2seq LM) against a frozen reference.
 
-
-def _check_same_vocabulary(critic_model: str, critic_tokenizer, model: str, tokenizer) -> None:
-    """The critic reads the learner's token ids, so both must mean the same token by the same id."""
-    if critic_tokenizer.get_vocab() != tokenizer.get_vocab():
-        raise ValueError(
-            f"critic_model {critic_model!r} has a different tokenizer from the learner {model!r}; the critic reads "
-            "the learner's token ids. Use a critic model with the learner's tokenizer, or leave critic_model unset."
-        )
-
-
-class RLGFModule(LightningModule):
-    """Base agent: PPO-style updates of a causal-LM learner against a frozen reference.
+    The networks are built in `configure_model`, so a strategy can wrap or shard them and a checkpoint
+    loads into them; constructing the module (or printing its config) loads no weights.
 
     Args:
-        model: Learner: Hugging Face hub id, local directory or zoo name of a causal LM.
+        model: Learner: Hugging Face hub id, local directory or zoo name of a causal or seq2seq LM.
+        kind: 'causal', 'seq2seq', or 'auto' (from the model's config: `is_encoder_decoder`).
         dtype: Weights dtype ('float32', 'bfloat16', 'float16'); null keeps the checkpoint's.
         critic_share_trunk: Put the value head on the learner's trunk instead of its own copy.
         critic_model: Where the critics' trunks start: null copies the learner's backbone; any model that
-            `AutoModel` loads and that shares the learner's tokenizer will do (e.g. the reward model's trunk,
-            as TRL starts its value model).
+            `AutoModel` loads and that shares the learner's tokenizer (and kind) will do (e.g. the reward
+            model's trunk, as TRL starts its value model).
         lr: AdamW learning rate.
         critic_lr: Learning rate of the critics (trunk and head); null uses `lr`. A critic whose trunk is
             not the learner's can take a larger step than the policy.
@@ -82,6 +77,7 @@ class RLGFModule(LightningModule):
     def __init__(
         self,
         model: str,
+        kind: KindSetting = "auto",
         dtype: str | None = None,
         critic_share_trunk: bool = False,
         critic_model: str | None = None,
@@ -106,33 +102,44 @@ class RLGFModule(LightningModule):
         self.save_hyperparameters()
         if lr_schedule not in ("linear", "constant"):
             raise ValueError(f"lr_schedule must be 'linear' or 'constant', got {lr_schedule!r}.")
+        if kind not in ("auto", "causal", "seq2seq"):
+            raise ValueError(f"kind must be 'auto', 'causal' or 'seq2seq', got {kind!r}.")
         if critic_share_trunk and critic_model is not None:
             raise ValueError("critic_share_trunk puts the value head on the learner's own trunk, so it cannot start "
                              f"from critic_model={critic_model!r}; set one of them.")
-        network = load_causal_lm(model, dtype=dtype)
-        disable_dropout(network)
-        tokenizer = load_tokenizer(model)
-        self.policy = CausalLMPolicy(network, tokenizer)
-        reference = copy.deepcopy(network).requires_grad_(False)
-        self.reference = CausalLMPolicy(reference, tokenizer)
-        if critic_model is not None:
-            _check_same_vocabulary(critic_model, load_tokenizer(critic_model), model, tokenizer)
-        self.critic = self._build_critic(critic_model or model, dtype, critic_share_trunk)
-        self.guide_critic = self._build_critic(critic_model or model, dtype, False) if self.uses_guide_critic else None
         self.kl_controller = KLController(kl_coef, kl_target, kl_horizon)
+        self.policy: Policy | None = None
+        self.reference: Policy | None = None
+        self.critic: ValueModel | None = None
+        self.guide_critic: ValueModel | None = None
+        self._buffer: PPOBatch | None = None
         self._rollout_stats: dict[str, Tensor] = {}
-        self._evaluation_metrics: dict[str, MetricCollection] = {}
-        # from_pretrained returns eval-mode models; with dropout off, train mode is the same function and
-        # keeps Lightning's mode bookkeeping quiet. Rollouts are prepared under eval() regardless.
-        self.train()
+        self._evaluation_metrics = {}
 
     uses_guide_critic: bool = False
     """Subclasses that train a critic of the guide's roll-outs (AggreVaTeD phases) set this."""
 
-    def _build_critic(self, model: str, dtype: str | None, share_trunk: bool) -> ValueModel:
-        trunk = self.policy.model.base_model if share_trunk else load_backbone(model, dtype=dtype)
-        disable_dropout(trunk)
-        return ValueModel(trunk)
+    def configure_model(self) -> None:
+        """Build learner, reference and critics (once: fit then test in one process reuses them)."""
+        if self.policy is not None:
+            return
+        hparams = self.hparams
+        models = build_agent_models(hparams.model, hparams.kind, hparams.dtype, hparams.critic_model,
+                                    hparams.critic_share_trunk, self.uses_guide_critic)
+        self.policy, self.reference = models.policy, models.reference
+        self.critic, self.guide_critic = models.critic, models.guide_critic
+        # from_pretrained returns eval-mode models; with dropout off, train mode is the same function and
+        # keeps Lightning's mode bookkeeping quiet. Rollouts are prepared under eval() regardless.
+        self.train()
+        self.reference.eval()
+
+    @property
+    def environment(self) -> RolloutDataModule:
+        """The data module this agent trains in (prompts, guide, reward)."""
+        datamodule = self.trainer.datamodule
+        if datamodule is None:
+            raise RuntimeError(f"{type(self).__name__} needs a RolloutDataModule: pass `datamodule=` to the Trainer.")
+        return datamodule
 
     # ---- what an algorithm is ---------------------------------------------------------------
     @property
@@ -158,6 +165,35 @@ class RLGFModule(LightningModule):
         return self.critic
 
     # ---- rollouts -> PPO batch ------------------------------------------------------------
+    def sampler(self, settings: GenerationSettings, environment: RolloutDataModule | None = None) -> RolloutSampler:
+        """A sampler for the learner and the environment's guide, with the given decoding settings."""
+        environment = environment or self.environment
+        return RolloutSampler(self.policy, settings, environment.guide, environment.max_prompt_tokens)
+
+    def on_train_epoch_start(self) -> None:
+        """Collect this epoch's rollouts with the policy as it stands (PPO's pi_old); the minibatches the
+        environment schedules then index into them."""
+        self._buffer = self.collect()
+
+    def collect(self, environment: RolloutDataModule | None = None) -> PPOBatch:
+        """Generate, score and prepare this rank's rollouts for one epoch (in the trainer's data module by
+        default), and hand them to every callback with an `on_rollouts_collected` hook."""
+        environment = environment or self.environment
+        prompts, references = environment.next_prompts()
+        sampler = self.sampler(environment.generation, environment)
+        chunk = environment.generation_batch_size or len(prompts)
+        rollouts = [sampler.sample(prompts[start : start + chunk], references[start : start + chunk], self.plan,
+                                   environment.generator) for start in range(0, len(prompts), chunk)]
+        rollout = rollouts[0] if len(rollouts) == 1 else Rollout.concat(
+            rollouts, self.policy.pad_token_id, self.policy.query_padding_side)
+        scores = environment.score(rollout)
+        if self._trainer is not None:
+            for callback in self.trainer.callbacks:
+                hook = getattr(callback, ROLLOUT_HOOK, None)
+                if callable(hook):
+                    hook(self.trainer, self, rollout, scores)
+        return self.prepare(rollout, scores)
+
     @torch.no_grad()
     def prepare(self, rollout: Rollout, scores: Tensor) -> PPOBatch:
         """Old log-probs, reference log-probs and values; KL-shaped rewards; GAE advantages and returns."""
@@ -217,7 +253,14 @@ class RLGFModule(LightningModule):
         }
 
     # ---- the update ---------------------------------------------------------------------------
-    def training_step(self, batch: PPOBatch, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        """One optimizer step on the minibatch of this epoch's rollouts at the row indices `batch`."""
+        if self._buffer is None:
+            raise RuntimeError("training_step ran before this epoch's rollouts were collected (on_train_epoch_start).")
+        return self.ppo_step(self._buffer.select(batch.to(self._buffer.query_ids.device)))
+
+    def ppo_step(self, batch: PPOBatch) -> Tensor:
+        """The PPO loss of a minibatch, with its terms logged (epoch means)."""
         parts = (batch.query_ids, batch.query_mask, batch.response_ids, batch.response_mask)
         logprobs, entropy = self.policy(*parts)
         values = self.active_critic()(*parts)
@@ -238,71 +281,6 @@ class RLGFModule(LightningModule):
             "train/value_clip_frac": terms.value_clip_frac,
         }, **log)
         return terms.loss
-
-    # ---- evaluation ---------------------------------------------------------------------------
-    def validation_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._evaluate(batch, batch_idx, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._evaluate(batch, batch_idx, "test")
-
-    def on_validation_epoch_start(self) -> None:
-        self._start_evaluation("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._start_evaluation("test")
-
-    def on_validation_epoch_end(self) -> None:
-        self._finish_evaluation("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._finish_evaluation("test")
-
-    def _start_evaluation(self, stage: str) -> None:
-        """Fresh metric collections (the learner's, and the guide baseline's when asked) for this pass."""
-        collections = self.trainer.datamodule.metric_collections(stage)
-        self._evaluation_metrics = {writer: collection.to(self.device) for writer, collection in collections.items()}
-
-    def _evaluate(self, batch: dict, batch_idx: int, stage: str) -> dict:
-        """Continue the batch's prompts with the learner (and the guide, for the baseline), score them and
-        update the metrics. Returns the learner's rollout and rewards (for callbacks)."""
-        datamodule = self.trainer.datamodule
-        rollout = datamodule.evaluation_rollout(self, batch, batch_idx)
-        scores = datamodule.score(rollout)
-        writers = {"learner": (self.policy, rollout, scores)}
-        if "guide" in self._evaluation_metrics:
-            guide_rollout = datamodule.evaluation_rollout(self, batch, batch_idx, GUIDE_ONLY)
-            writers["guide"] = (datamodule.guide.policy, guide_rollout, datamodule.score(guide_rollout))
-        for writer, (policy, writer_rollout, writer_scores) in writers.items():
-            self._evaluation_metrics[writer].update(EvaluationSamples(
-                writer_rollout, writer_scores, policy, self.reference, datamodule.max_prompt_tokens))
-        self.log(f"{stage}/response_length", rollout.response_mask.sum(-1).float().mean(), sync_dist=True,
-                 batch_size=rollout.batch_size)
-        return {"rollout": rollout, "scores": scores}
-
-    def _finish_evaluation(self, stage: str) -> None:
-        """Compute the metrics (torchmetrics reduces them over ranks) and log them. Lightning drops what the
-        sanity check logs; with `num_sanity_val_steps: -1` the metrics of the learner before any training are
-        worth keeping, so they are logged at step 0."""
-        values: dict[str, Tensor] = {}
-        for collection in self._evaluation_metrics.values():
-            values.update(collection.compute())
-        self._evaluation_metrics = {}
-        values = {name: value.float().cpu() for name, value in values.items() if torch.isfinite(value).all()}
-        if self.trainer.sanity_checking:
-            if self.global_step == 0 and self.trainer.is_global_zero:
-                for logger in self.loggers:
-                    logger.log_metrics({name: float(value) for name, value in values.items()}, step=0)
-            return
-        reward = values.pop(f"{stage}/reward", None)
-        if reward is not None:
-            self.log(f"{stage}/reward", reward, prog_bar=True)
-        self.log_dict(values)  # already reduced over ranks, so no sync_dist
-
-    def configure_callbacks(self) -> list:
-        from rlgf_pl.results import TestResultsWriter
-
-        return [TestResultsWriter()]
 
     # ---- optimization ---------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import os
 from typing import Any, Literal
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 from rlgf_pl.algorithms.base import RLGFModule
 from rlgf_pl.rollout.plan import Plan
@@ -82,8 +83,8 @@ class LOLS(_PhasedModule):
 
 
 class D2LOLS(_PhasedModule):
-    """AggreVaTeD for epochs before `switch_epoch`, PPO++ from then on. The switch is made by the
-    `callbacks.D2LOLSSwitch` callback, which this module adds when the config lists none.
+    """AggreVaTeD for epochs before `switch_epoch`, PPO++ from then on. The module makes the switch itself,
+    at the start of epoch `switch_epoch` and before that epoch's rollouts; `switch_epoch` lives here only.
 
     Args:
         switch_epoch: First PPO++ epoch.
@@ -102,6 +103,12 @@ class D2LOLS(_PhasedModule):
     def phase_id(self) -> int:
         return PPO_PLUS_PLUS if bool(self.switched) else AGGREVATED
 
+    def on_train_epoch_start(self) -> None:
+        if self.current_epoch >= self.switch_epoch and not bool(self.switched):
+            self.switch_to_ppo_plus_plus()
+            rank_zero_info(f"[D2LOLS] epoch {self.current_epoch}: switched from AggreVaTeD to PPO++")
+        super().on_train_epoch_start()
+
     def switch_to_ppo_plus_plus(self) -> None:
         """From now on: guide roll-in, learner roll-out, learner critic. The learner critic, never trained
         until now, starts from the guide critic's weights: a value estimate of roll-outs from these
@@ -111,11 +118,3 @@ class D2LOLS(_PhasedModule):
         else:
             self.critic.load_state_dict(self.guide_critic.state_dict())
         self.switched.fill_(True)
-
-    def configure_callbacks(self) -> list:
-        from callbacks.d2lols_switch import D2LOLSSwitch
-
-        callbacks = super().configure_callbacks()
-        if not any(isinstance(callback, D2LOLSSwitch) for callback in self.trainer.callbacks):
-            callbacks.append(D2LOLSSwitch(self.switch_epoch))
-        return callbacks

@@ -1,9 +1,11 @@
-"""The environment: prompts, the guide and the reward, and the rollouts they make each epoch."""
+"""The environment: prompts, the guide, the reward and the randomness of sampling.
+
+The agent (`RLGFModule`) reads it through `trainer.datamodule`; it never calls the agent.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 import torch
 from datasets import Dataset
@@ -12,19 +14,14 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 from torchmetrics import Metric, MetricCollection
 
-from rlgf_pl.data.epoch_rollouts import EpochRollouts
+from rlgf_pl.data.minibatches import MinibatchSchedule
 from rlgf_pl.data.prompt_cursor import PromptCursor
 from rlgf_pl.data.tasks.base import PromptTask, drop_empty_prompts
 from rlgf_pl.metrics.collection import default_metrics, evaluation_collection
 from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.policies.guide import Guide
 from rlgf_pl.rewards.base import Reward, check_scores
-from rlgf_pl.rollout.containers import PPOBatch, Rollout
-from rlgf_pl.rollout.plan import Plan
-from rlgf_pl.rollout.sampler import RolloutSampler
-
-if TYPE_CHECKING:
-    from rlgf_pl.algorithms.base import RLGFModule
+from rlgf_pl.rollout.containers import Rollout
 
 
 def collate_prompts(rows: list[dict]) -> dict[str, list]:
@@ -33,7 +30,11 @@ def collate_prompts(rows: list[dict]) -> dict[str, list]:
 
 
 class RolloutDataModule(LightningDataModule):
-    """Owns the prompts, the frozen guide and the reward; yields PPO minibatches of fresh rollouts.
+    """The environment: owns the prompts, the frozen guide, the reward and the sampling randomness.
+
+    What the agent reads: `next_prompts()`, `generator`, `guide`, `score()`, the decoding settings,
+    `evaluation_generator()` and `metric_collections()`. The training loader yields, per optimizer step,
+    the row indices of the epoch's rollouts to train on (`MinibatchSchedule`).
 
     Args:
         task: Where prompts and references come from.
@@ -98,8 +99,6 @@ class RolloutDataModule(LightningDataModule):
         self._generator: torch.Generator | None = None
         self._cursor: PromptCursor | None = None
         self._pending_state: dict | None = None
-        self.last_rollout: Rollout | None = None
-        self.last_scores: torch.Tensor | None = None
 
     # ---- distributed layout -------------------------------------------------------------
     @property
@@ -140,9 +139,23 @@ class RolloutDataModule(LightningDataModule):
                 self.datasets[split] = dataset
         if stage == "fit":
             self.rollouts_per_rank  # noqa: B018  (fail now, with the fix, rather than mid-epoch)
+        device = self.device
+        if self.guide is not None:
+            self.guide.to(device)  # loads its weights on first use
+        self.reward.to(device)
 
-    def train_dataloader(self) -> EpochRollouts:
-        return EpochRollouts(self)
+    @property
+    def device(self) -> torch.device:
+        """Where guide and reward run: the trainer's device for this rank (CPU without a trainer)."""
+        strategy = getattr(self.trainer, "strategy", None)
+        return strategy.root_device if strategy is not None else torch.device("cpu")
+
+    def train_dataloader(self) -> MinibatchSchedule:
+        return MinibatchSchedule(self.rollouts_per_rank, self.minibatch_size, self.ppo_epochs, self._shuffle_seed)
+
+    def _shuffle_seed(self) -> int:
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        return 7_919 * (self.seed + 1) + 1_000_003 * self.rank + 104_729 * epoch
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("validation")
@@ -180,35 +193,20 @@ class RolloutDataModule(LightningDataModule):
         self._cursor.load_state_dict(self._pending_state["cursor"])
         self._pending_state = None
 
-    def sampler(self, module: RLGFModule, settings: GenerationSettings) -> RolloutSampler:
-        """A sampler for the module's learner (and the guide, on the learner's device)."""
-        if self.guide is not None:
-            self.guide.to(module.device)
-        self.reward.to(module.device)
-        return RolloutSampler(module.policy, settings, self.guide, self.max_prompt_tokens)
+    def next_prompts(self) -> tuple[list[str], list[list[str]]]:
+        """This rank's prompts and references for one training epoch (`rollouts_per_epoch / world_size`)."""
+        self._ensure_rng()
+        rows = self.datasets["train"].select(self._cursor.take(self.rollouts_per_rank, self.generator))
+        return list(rows["prompt"]), list(rows["references"])
 
     def score(self, rollout: Rollout) -> torch.Tensor:
-        """The reward of each trajectory, validated, on the learner's device."""
+        """The reward of each trajectory, validated, on the rollout's device."""
         scores = self.reward(rollout.prompts, rollout.continuations, rollout.references)
         return check_scores(scores, rollout.batch_size, self.reward).to(rollout.query_ids.device)
 
-    def collect_epoch(self) -> PPOBatch:
-        """Generate, score and prepare this rank's rollouts for one epoch with the current learner."""
-        module: RLGFModule = self.trainer.lightning_module
-        self._ensure_rng()
-        indices = self._cursor.take(self.rollouts_per_rank, self.generator)
-        prompts = self.datasets["train"].select(indices)
-        sampler = self.sampler(module, self.generation)
-        chunk = self.generation_batch_size or len(indices)
-        rollouts = [
-            sampler.sample(prompts["prompt"][start : start + chunk], prompts["references"][start : start + chunk],
-                           module.plan, self.generator)
-            for start in range(0, len(indices), chunk)
-        ]
-        rollout = Rollout.concat(rollouts, module.policy.pad_token_id) if len(rollouts) > 1 else rollouts[0]
-        scores = self.score(rollout)
-        self.last_rollout, self.last_scores = rollout, scores
-        return module.prepare(rollout, scores)
+    def evaluation_generator(self, batch_idx: int) -> torch.Generator:
+        """The random stream of evaluation batch `batch_idx` on this rank: the same at every validation."""
+        return torch.Generator().manual_seed(10_007 * (self.seed + 1) + 1_000_003 * self.rank + batch_idx)
 
     def metric_collections(self, stage: str) -> dict[str, MetricCollection]:
         """Fresh metrics for one evaluation pass: the learner's, plus the guide's at test when asked."""
@@ -216,10 +214,3 @@ class RolloutDataModule(LightningDataModule):
         if stage == "test" and self.evaluate_guide:
             collections["guide"] = evaluation_collection(self.metrics, f"{stage}/guide/")
         return collections
-
-    def evaluation_rollout(self, module: RLGFModule, batch: dict, batch_idx: int, plan: Plan | None = None) -> Rollout:
-        """Learner (or `plan`) continuations of an evaluation batch, with a fixed seed per batch and rank,
-        so every validation sees the same sampling noise and does not disturb training randomness."""
-        generator = torch.Generator().manual_seed(10_007 * (self.seed + 1) + 1_000_003 * self.rank + batch_idx)
-        sampler = self.sampler(module, self.eval_generation)
-        return sampler.sample(batch["prompt"], batch["references"], plan or Plan(), generator)

@@ -9,29 +9,39 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from rlgf_pl.metrics.samples import EvaluationSamples
-from rlgf_pl.policies.causal_lm import CausalLMPolicy
-from rlgf_pl.policies.loading import load_causal_lm, load_tokenizer
+from rlgf_pl.policies.base import Policy
+from rlgf_pl.policies.loading import load_policy
 
 
 @lru_cache(maxsize=2)
-def frozen_lm(model: str) -> CausalLMPolicy:
-    """A frozen causal LM for scoring, loaded once per process."""
-    network = load_causal_lm(model).eval().requires_grad_(False)
-    return CausalLMPolicy(network, load_tokenizer(model))
+def frozen_lm(model: str) -> Policy:
+    """A frozen LM (causal or seq2seq, as its config says) for scoring, loaded once per process."""
+    policy = load_policy(model)
+    return policy.requires_grad_(False).eval()
 
 
-def encode_continuations(policy: CausalLMPolicy, prompts: list[str], texts: list[str], max_prompt_tokens: int,
+def encode_continuations(policy: Policy, prompts: list[str], texts: list[str], max_prompt_tokens: int,
                          max_tokens: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Prompts (left-cut, left-padded) and continuation texts (first `max_tokens` tokens, right-padded) in
-    `policy`'s vocabulary. -> query ids, query mask [B, P], response ids, response mask [B, T]."""
+    """Prompts (as the policy encodes them, cut from the left) and the first `max_tokens` tokens of each text
+    where it follows its prompt, in `policy`'s vocabulary.
+
+    Returns:
+        query ids, query mask [B, P], response ids, response mask [B, T].
+    """
     query_ids, query_mask = policy.encode_prompts(prompts, max_prompt_tokens)
-    encoded = policy.tokenizer(texts, padding=True, padding_side="right", truncation=True, max_length=max_tokens,
-                               return_tensors="pt", add_special_tokens=False)
-    return query_ids, query_mask, encoded["input_ids"].to(policy.device), encoded["attention_mask"].to(policy.device)
+    return (query_ids, query_mask, *policy.encode_responses(prompts, texts, max_tokens))
+
+
+def joined_reference(prompt: str, reference: str) -> str:
+    """A reference as it reads after its prompt: tasks store the two apart, so a separating space is put back
+    when neither side has one (the reference's first word is then tokenized as it was in the text)."""
+    if prompt[-1:].isspace() or reference[:1].isspace() or not prompt:
+        return reference
+    return " " + reference
 
 
 @torch.no_grad()
-def summed_nll(policy: CausalLMPolicy, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor,
+def summed_nll(policy: Policy, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor,
                response_mask: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
     """Total negative log-likelihood of the masked response tokens, and their number. Cross-entropy on the
     logits directly: no entropy and no full log-softmax kept, which is most of the cost on a CPU."""
@@ -57,7 +67,7 @@ class _Perplexity(Metric):
         self.add_state("nll", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("tokens", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
-    def _accumulate(self, policy: CausalLMPolicy, *inputs: Tensor) -> None:
+    def _accumulate(self, policy: Policy, *inputs: Tensor) -> None:
         nll, tokens = summed_nll(policy, *inputs, chunk=self.batch_size)
         self.nll += nll.to(self.nll.device)
         self.tokens += tokens.to(self.tokens.device)
@@ -95,10 +105,12 @@ class GenerationPerplexity(_Perplexity):
 
 class ReferencePerplexity(_Perplexity):
     """`reference_perplexity`: of the reference continuations given their prompts, under the evaluated policy
-    (RL4LMs' fluency measure of the learner). Every reference of a row counts.
+    (RL4LMs' fluency measure of the learner). Every reference of a row counts. A causal policy reads each
+    reference where it follows its prompt (a separating space put back, see `joined_reference`); a seq2seq
+    policy reads it as the decoder's target.
 
     Args:
-        max_reference_tokens: References are cut to their first this many tokens.
+        max_reference_tokens: Each reference's first this many tokens are scored.
         batch_size: Rows per forward pass.
     """
 
@@ -112,6 +124,7 @@ class ReferencePerplexity(_Perplexity):
         pairs = [(prompt, ref) for prompt, refs in zip(samples.prompts, samples.references) for ref in refs if ref.strip()]
         if not pairs:
             return
-        prompts, references = [p for p, _ in pairs], [r for _, r in pairs]
+        prompts = [p for p, _ in pairs]
+        references = [joined_reference(p, r) if samples.policy.continues_prompt_text else r for p, r in pairs]
         self._accumulate(samples.policy, *encode_continuations(samples.policy, prompts, references,
                                                                samples.max_prompt_tokens, self.max_reference_tokens))

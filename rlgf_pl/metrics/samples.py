@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from rlgf_pl.policies.causal_lm import CausalLMPolicy
+from rlgf_pl.policies.base import Policy
 from rlgf_pl.rollout.containers import Rollout
 
 
@@ -24,8 +24,8 @@ class EvaluationSamples:
 
     rollout: Rollout
     scores: Tensor
-    policy: CausalLMPolicy
-    reference: CausalLMPolicy
+    policy: Policy
+    reference: Policy
     max_prompt_tokens: int
 
     @property

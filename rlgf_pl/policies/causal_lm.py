@@ -1,14 +1,14 @@
-"""A causal language model as a policy: batched generation and per-token log-probs."""
+"""A causal language model as a policy: the query is the prompt the response continues."""
 
 from __future__ import annotations
 
 import inspect
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlgf_pl.policies.generation import GenerationSettings
+from rlgf_pl.policies.base import Policy
 
 
 def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
@@ -31,92 +31,58 @@ def response_positions(outputs: Tensor, query_length: int) -> Tensor:
     return outputs[:, query_length - 1 : -1]
 
 
-def continuation_lengths(new_tokens: Tensor, eos_token_id: int | None) -> Tensor:
-    """Length of each generated row up to and including its first EOS. new_tokens [B, T] -> [B]."""
-    batch, width = new_tokens.shape
-    if eos_token_id is None or width == 0:
-        return torch.full((batch,), width, dtype=torch.long, device=new_tokens.device)
-    is_eos = new_tokens == eos_token_id
-    first_eos = torch.where(is_eos.any(-1), is_eos.float().argmax(-1), torch.full_like(is_eos[:, 0], width, dtype=torch.long))
-    return torch.clamp(first_eos + 1, max=width)
+class CausalLMPolicy(Policy):
+    """A Hugging Face causal LM (`AutoModelForCausalLM`) as a policy.
 
-
-def token_logprobs_and_entropy(logits: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:
-    """Log-prob of each token and the entropy of its distribution. logits [B, T, V], tokens [B, T] -> 2x[B, T]."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    token_logp = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    entropy = -(logp.exp() * logp).sum(-1)
-    return token_logp, entropy
-
-
-class CausalLMPolicy(nn.Module):
-    """A Hugging Face causal LM and its tokenizer, used as a policy over tokens.
-
-    Sequences are a left-padded query [B, P] followed by a right-padded response [B, T]; the
-    state before response token t is the query plus tokens < t.
+    Sequences are a left-padded query [B, P] followed by a right-padded response [B, T]; the state before
+    response token t is the query plus tokens < t. Explicit position ids make padded rows equal unpadded ones.
     """
 
+    kind = "causal"
+    continues_prompt_text = True
+    query_padding_side = "left"
+
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
-        super().__init__()
-        self.model = model
-        self.tokenizer = tokenizer
+        super().__init__(model, tokenizer)
         # Models that take `logits_to_keep` project only the response positions onto the vocabulary.
         self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
 
-    @property
-    def pad_token_id(self) -> int:
-        return self.tokenizer.pad_token_id
+    def encode_responses(self, contexts: list[str], texts: list[str],
+                         max_tokens: int | None) -> tuple[Tensor, Tensor]:
+        """The tokens of each text where it follows its context: context + text is encoded as one string and
+        the tokens that start inside the text are kept (one that straddles the seam is the context's), so a
+        leading space is tokenized as it is when the model reads the whole sequence."""
+        encoded = self.tokenizer([c + t for c, t in zip(contexts, texts)], add_special_tokens=False,
+                                 return_offsets_mapping=True)
+        rows = []
+        for ids, offsets, context in zip(encoded["input_ids"], encoded["offset_mapping"], contexts):
+            start = len(context)  # ragged Python lists of ids: no model is called here
+            rows.append([i for i, (begin, _) in zip(ids, offsets) if begin >= start][:max_tokens])
+        return self._right_padded(rows)
 
-    @property
-    def eos_token_id(self) -> int | None:
-        return self.tokenizer.eos_token_id
+    def context_of(self, query_ids: Tensor, query_mask: Tensor, prefix_ids: Tensor,
+                   prefix_mask: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.cat([query_ids, prefix_ids], 1), torch.cat([query_mask, prefix_mask], 1)
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+    def _generate(self, query_ids: Tensor, query_mask: Tensor, prefix_ids: Tensor, prefix_mask: Tensor,
+                  generate_kwargs: dict) -> Tensor:
+        input_ids, attention_mask = self.pack_prefix(query_ids, query_mask, prefix_ids, prefix_mask, self.pad_token_id)
+        output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **generate_kwargs)
+        return output[:, input_ids.shape[1] :]
 
-    def encode_prompts(self, prompts: list[str], max_tokens: int) -> tuple[Tensor, Tensor]:
-        """Tokenize prompts, cut from the left to `max_tokens`, left-padded. -> ids, mask [B, P]."""
-        encoded = self.tokenizer(
-            prompts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt", add_special_tokens=False
-        )
-        return encoded["input_ids"].to(self.device), encoded["attention_mask"].to(self.device)
-
-    def decode(self, tokens: Tensor, mask: Tensor) -> list[str]:
-        """Text of each row's masked tokens, special tokens dropped."""
-        rows = [row[row_mask.bool()].tolist() for row, row_mask in zip(tokens.cpu(), mask.cpu())]
-        return self.tokenizer.batch_decode(rows, skip_special_tokens=True)
-
-    @torch.no_grad()
-    def generate(self, query_ids: Tensor, query_mask: Tensor, settings: GenerationSettings) -> tuple[Tensor, Tensor]:
-        """Sample continuations of left-padded queries with the KV cache.
-
-        Returns:
-            new_tokens [B, T] (pad after each row's end) and lengths [B] (EOS included).
-        """
-        output = self.model.generate(
-            input_ids=query_ids,
-            attention_mask=query_mask,
-            pad_token_id=self.pad_token_id,
-            eos_token_id=self.eos_token_id,
-            use_cache=True,
-            **settings.generate_kwargs(),
-        )
-        new_tokens = output[:, query_ids.shape[1] :]
-        lengths = continuation_lengths(new_tokens, self.eos_token_id)
-        keep = torch.arange(new_tokens.shape[1], device=new_tokens.device) < lengths[:, None]
-        return new_tokens.masked_fill(~keep, self.pad_token_id), lengths
-
-    def response_logits(self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor) -> Tensor:
-        """Logits that predict each response token. -> [B, T, V]."""
+    def response_logits(self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor,
+                        response_mask: Tensor) -> Tensor:
         inputs = sequence_inputs(query_ids, query_mask, response_ids, response_mask)
         if self._keeps_logits:  # the last T + 1 positions: the last query token onwards, minus the final one
             return self.model(**inputs, logits_to_keep=response_ids.shape[1] + 1).logits[:, :-1]
         return response_positions(self.model(**inputs).logits, query_ids.shape[1])
 
-    def forward(
-        self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """Per-token log-probs and entropies of the given responses. -> 2x[B, T]."""
-        logits = self.response_logits(query_ids, query_mask, response_ids, response_mask)
-        return token_logprobs_and_entropy(logits, response_ids)
+    @property
+    def trunk(self) -> PreTrainedModel:
+        return self.model.base_model
+
+    @staticmethod
+    def trunk_states(trunk: PreTrainedModel, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor,
+                     response_mask: Tensor) -> Tensor:
+        hidden = trunk(**sequence_inputs(query_ids, query_mask, response_ids, response_mask)).last_hidden_state
+        return response_positions(hidden, query_ids.shape[1])

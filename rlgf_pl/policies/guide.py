@@ -1,13 +1,14 @@
-"""The guide: a frozen language model with its own tokenizer and decoding settings."""
+"""The guide: a frozen language model with its own tokenizer and decoding settings, and the writers that
+let it (or the learner) continue a batch of trajectories in the learner's tokens."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from rlgf_pl.policies.causal_lm import CausalLMPolicy
+from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.generation import GenerationSettings
-from rlgf_pl.policies.loading import load_causal_lm, load_tokenizer
+from rlgf_pl.policies.loading import KindSetting, load_policy
 
 
 def same_vocabulary(first, second) -> bool:
@@ -20,12 +21,17 @@ def same_vocabulary(first, second) -> bool:
 class Guide:
     """A frozen guide policy. It is held by the data module (the environment), never by the agent.
 
-    It never enters an optimizer or a checkpoint and is always in `eval()` mode.
+    It never enters an optimizer or a checkpoint and is always in `eval()` mode. Its weights load on first
+    use (the data module's `setup`), so building or printing a config loads none.
 
     Args:
-        model: Hugging Face hub id, local directory or zoo name of a causal LM.
+        model: Hugging Face hub id, local directory or zoo name of a causal or seq2seq LM.
         generation: The guide's decoding settings (`max_new_tokens` is taken from the rollout's settings).
         dtype: Weights dtype ('float32', 'bfloat16', 'float16' or null for the checkpoint's own).
+        kind: 'causal', 'seq2seq', or 'auto' (from the model's config: `is_encoder_decoder`).
+        chat_template: Wrap each prompt in the guide tokenizer's chat template as a user turn (with the
+            generation prompt), for instruct guides. The guide's text is then handed over as text.
+        system_prompt: A system turn placed before the prompt when `chat_template` is on.
     """
 
     def __init__(
@@ -33,64 +39,121 @@ class Guide:
         model: str,
         generation: GenerationSettings | None = None,
         dtype: str | None = None,
+        kind: KindSetting = "auto",
+        chat_template: bool = False,
+        system_prompt: str | None = None,
     ) -> None:
+        if system_prompt is not None and not chat_template:
+            raise ValueError("guide.system_prompt is used only with guide.chat_template=true; set both or neither.")
         self.name = model
         self.generation = generation if generation is not None else GenerationSettings(top_k=50, top_p=0.92)
-        network = load_causal_lm(model, dtype=dtype)
-        network.requires_grad_(False).eval()
-        self.policy = CausalLMPolicy(network, load_tokenizer(model))
+        self.dtype = dtype
+        self.kind = kind
+        self.chat_template = chat_template
+        self.system_prompt = system_prompt
+        self._policy: Policy | None = None
+
+    @property
+    def policy(self) -> Policy:
+        """The frozen policy, loaded on first access."""
+        if self._policy is None:
+            policy = load_policy(self.name, self.kind, self.dtype)
+            policy.requires_grad_(False).eval()
+            if self.chat_template and not getattr(policy.tokenizer, "chat_template", None):
+                raise ValueError(f"guide.chat_template is on, but the tokenizer of {self.name!r} has no chat "
+                                 "template. Turn chat_template off or use an instruct model.")
+            self._policy = policy
+        return self._policy
 
     def to(self, device: torch.device | str) -> Guide:
         self.policy.to(device)
         return self
 
-    def writer(self, learner: CausalLMPolicy) -> TokenWriter:
+    def writer(self, learner: Policy) -> TokenWriter:
         """The guide as a writer of learner tokens: direct when vocabularies match, through text otherwise."""
-        if same_vocabulary(self.policy.tokenizer, learner.tokenizer):
+        if not self.chat_template and same_vocabulary(self.policy.tokenizer, learner.tokenizer):
             return TokenWriter(self.policy, self.generation)
-        return TextBridgeWriter(self.policy, self.generation, learner)
+        return TextBridgeWriter(self.policy, self.generation, learner, self.format_prompts if self.chat_template
+                                else None)
+
+    def format_prompts(self, prompts: list[str]) -> list[str]:
+        """Prompts as the guide's chat template writes a user turn followed by the assistant's turn."""
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return [self.policy.tokenizer.apply_chat_template([*system, {"role": "user", "content": prompt}],
+                                                          tokenize=False, add_generation_prompt=True)
+                for prompt in prompts]
 
 
 class TokenWriter:
-    """Continues left-padded queries of learner tokens with a policy that shares the learner's vocabulary."""
+    """Continues trajectories with a policy that shares the learner's vocabulary."""
 
-    def __init__(self, policy: CausalLMPolicy, settings: GenerationSettings) -> None:
+    def __init__(self, policy: Policy, settings: GenerationSettings) -> None:
         self.policy = policy
         self.settings = settings
 
-    def write(self, query_ids: Tensor, query_mask: Tensor, max_new_tokens: int) -> tuple[Tensor, Tensor]:
-        """-> new learner tokens [B, T] padded after each end, lengths [B]."""
-        settings = GenerationSettings(**{**vars(self.settings), "max_new_tokens": max_new_tokens,
-                                         "min_new_tokens": min(self.settings.min_new_tokens, max_new_tokens)})
+    def write(self, query_ids: Tensor, query_mask: Tensor, prefix_ids: Tensor, prefix_mask: Tensor,
+              max_new_tokens: int) -> tuple[Tensor, Tensor]:
+        """Continue each learner query after its prefix of learner response tokens [B, H].
+
+        Returns:
+            new learner tokens [B, T] padded after each end, and lengths [B].
+        """
         with torch.no_grad():
-            return self.policy.generate(query_ids, query_mask, settings)
+            return self.policy.generate(query_ids, query_mask, self._settings(max_new_tokens), prefix_ids, prefix_mask)
+
+    def _settings(self, max_new_tokens: int) -> GenerationSettings:
+        return GenerationSettings(**{**vars(self.settings), "max_new_tokens": max_new_tokens,
+                                     "min_new_tokens": min(self.settings.min_new_tokens, max_new_tokens)})
 
 
 class TextBridgeWriter(TokenWriter):
-    """A guide with another tokenizer: decode the learner query to text, let the guide continue it,
-    and re-encode the continuation with the learner's tokenizer (masks live on learner tokens)."""
+    """A guide with another tokenizer (or a chat template): decode the learner's prompt and prefix to text,
+    let the guide continue them, and re-encode the continuation with the learner's tokenizer where it
+    follows prompt and prefix (masks live on learner tokens).
 
-    def __init__(self, policy: CausalLMPolicy, settings: GenerationSettings, learner: CausalLMPolicy) -> None:
+    Args:
+        policy: The guide's policy.
+        settings: The guide's decoding settings.
+        learner: The learner, whose tokens the result is in.
+        format_prompts: Turns prompt texts into the guide's prompts (its chat template), or None.
+    """
+
+    def __init__(self, policy: Policy, settings: GenerationSettings, learner: Policy, format_prompts=None) -> None:
         super().__init__(policy, settings)
         self.learner = learner
+        self.format_prompts = format_prompts
 
-    def write(self, query_ids: Tensor, query_mask: Tensor, max_new_tokens: int) -> tuple[Tensor, Tensor]:
-        texts = self.learner.decode(query_ids, query_mask)
-        guide_tokenizer = self.policy.tokenizer
-        encoded = guide_tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
-        guide_ids, guide_mask = encoded["input_ids"].to(self.policy.device), encoded["attention_mask"].to(self.policy.device)
-        guide_tokens, guide_lengths = super().write(guide_ids, guide_mask, max_new_tokens)
-        ended = (guide_lengths > 0) & (guide_tokens.gather(1, (guide_lengths - 1).clamp(min=0)[:, None]).squeeze(1)
-                                       == self.policy.eos_token_id)
-        keep = torch.arange(guide_tokens.shape[1], device=guide_tokens.device) < guide_lengths[:, None]
-        continuations = self.policy.decode(guide_tokens, keep)
-        learner_tok = self.learner.tokenizer
-        rows = learner_tok(continuations, add_special_tokens=False)["input_ids"]
+    def write(self, query_ids: Tensor, query_mask: Tensor, prefix_ids: Tensor, prefix_mask: Tensor,
+              max_new_tokens: int) -> tuple[Tensor, Tensor]:
+        guide, learner = self.policy, self.learner
+        prompts = learner.decode(query_ids, query_mask)
+        prefixes = learner.decode(prefix_ids, prefix_mask)
+        if self.format_prompts is None:
+            guide_prompts = prompts
+            guide_query = guide.encode_prompts(guide_prompts, None)
+        else:  # the template writes its own special tokens as text
+            guide_prompts = self.format_prompts(prompts)
+            guide_query = guide.encode_prompts(guide_prompts, None, add_special_tokens=False)
+        guide_prefix = guide.encode_responses(guide_prompts, prefixes, None)
+        with torch.no_grad():
+            tokens, lengths = guide.generate(*guide_query, self._settings(max_new_tokens), *guide_prefix)
+        last = tokens.gather(1, (lengths - 1).clamp(min=0)[:, None]).squeeze(1)
+        ended = (lengths > 0) & torch.isin(last, torch.tensor(guide.eos_token_ids or [-1], device=last.device))
+        keep = torch.arange(tokens.shape[1], device=tokens.device) < lengths[:, None]
+        continuations = guide.decode_after(*guide_query, *guide_prefix, tokens, keep.long())
+        contexts = [prompt + prefix for prompt, prefix in zip(prompts, prefixes)]
+        new_ids, new_mask = learner.encode_responses(contexts, continuations, max_new_tokens)
+        return self._close(new_ids.to(query_ids.device), new_mask.sum(-1).to(query_ids.device),
+                           ended.to(query_ids.device), max_new_tokens)
+
+    def _close(self, ids: Tensor, lengths: Tensor, ended: Tensor, max_new_tokens: int) -> tuple[Tensor, Tensor]:
+        """Write the learner's end token after each row whose guide text ended, where the budget allows."""
         eos = self.learner.eos_token_id
-        rows = [(row + [eos] if bool(end) and eos is not None else row)[:max_new_tokens] for row, end in zip(rows, ended)]
-        width = max(1, max(len(row) for row in rows))
-        new_tokens = torch.full((len(rows), width), self.learner.pad_token_id, dtype=torch.long)
-        for index, row in enumerate(rows):  # re-tokenized text is ragged; this copies ids, it never calls a model
-            new_tokens[index, : len(row)] = torch.tensor(row, dtype=torch.long)
-        lengths = torch.tensor([len(row) for row in rows], dtype=torch.long)
-        return new_tokens.to(query_ids.device), lengths.to(query_ids.device)
+        if eos is not None:
+            closes = ended & (lengths < max_new_tokens)
+            ids = torch.nn.functional.pad(ids, (0, 1), value=self.learner.pad_token_id)
+            rows = closes.nonzero().squeeze(-1)
+            ids[rows, lengths[rows]] = eos
+            lengths = lengths + closes.long()
+        width = max(1, int(lengths.max()) if lengths.numel() else 1)
+        return ids[:, :width], lengths

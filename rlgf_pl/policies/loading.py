@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
 import rlgf_pl.policies.bag_of_words  # noqa: F401  (registers the zoo's bag-of-words models with the Auto classes)
+from rlgf_pl.policies.base import Policy, PolicyKind
+from rlgf_pl.policies.causal_lm import CausalLMPolicy
+from rlgf_pl.policies.seq2seq import Seq2SeqPolicy
 from rlgf_pl.zoo.registry import resolve_model_path
+
+POLICY_CLASSES: dict[str, type[Policy]] = {"causal": CausalLMPolicy, "seq2seq": Seq2SeqPolicy}
+KindSetting = Literal["auto", "causal", "seq2seq"]
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -66,6 +75,36 @@ def load_causal_lm(name_or_path: str, dtype: str | None = None, **kwargs) -> Pre
         return AutoModelForCausalLM.from_pretrained(path, dtype=parse_dtype(dtype), **kwargs)
     except (OSError, ValueError) as error:
         raise _load_error("causal language model", name_or_path, error) from error
+
+
+def load_seq2seq_lm(name_or_path: str, dtype: str | None = None, **kwargs) -> PreTrainedModel:
+    """Load any encoder-decoder LM (`AutoModelForSeq2SeqLM`: T5, Flan-T5, BART, ...)."""
+    path = resolve_model_path(name_or_path)
+    try:
+        return AutoModelForSeq2SeqLM.from_pretrained(path, dtype=parse_dtype(dtype), **kwargs)
+    except (OSError, ValueError) as error:
+        raise _load_error("sequence-to-sequence language model", name_or_path, error) from error
+
+
+def policy_kind(name_or_path: str, kind: KindSetting = "auto") -> PolicyKind:
+    """'causal' or 'seq2seq': `kind` when set, else what the model's config says (`is_encoder_decoder`).
+    Reads config.json only, no weights."""
+    if kind not in ("auto", *POLICY_CLASSES):
+        raise ValueError(f"Unknown policy kind {kind!r}; use 'auto', 'causal' or 'seq2seq'.")
+    if kind != "auto":
+        return kind
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(name_or_path))
+    except (OSError, ValueError) as error:
+        raise _load_error("model config", name_or_path, error) from error
+    return "seq2seq" if getattr(config, "is_encoder_decoder", False) else "causal"
+
+
+def load_policy(name_or_path: str, kind: KindSetting = "auto", dtype: str | None = None) -> Policy:
+    """A policy of the model's kind (or the one asked for) with its tokenizer."""
+    kind = policy_kind(name_or_path, kind)
+    loader = load_seq2seq_lm if kind == "seq2seq" else load_causal_lm
+    return POLICY_CLASSES[kind](loader(name_or_path, dtype=dtype), load_tokenizer(name_or_path))
 
 
 def load_backbone(name_or_path: str, dtype: str | None = None, **kwargs) -> PreTrainedModel:

@@ -13,7 +13,7 @@ class Rollout:
     """Trajectories in the learner's tokens. B trajectories, P query positions, T response positions.
 
     Attributes:
-        query_ids: [B, P] prompt tokens, left-padded.
+        query_ids: [B, P] prompt tokens (left-padded for a causal learner, right-padded for a seq2seq one).
         query_mask: [B, P] 1 on real prompt tokens.
         response_ids: [B, T] generated tokens (roll-in prefix then roll-out), right-padded.
         response_mask: [B, T] 1 on generated tokens (EOS included).
@@ -41,9 +41,9 @@ class Rollout:
         return self.query_ids.shape[0]
 
     @staticmethod
-    def concat(rollouts: list[Rollout], pad_token_id: int) -> Rollout:
-        """Join rollouts generated in several batches into one."""
-        return Rollout(**_concat_fields(rollouts, pad_token_id))
+    def concat(rollouts: list[Rollout], pad_token_id: int, query_padding_side: str = "left") -> Rollout:
+        """Join rollouts generated in several batches into one (queries padded on the learner's side)."""
+        return Rollout(**_concat_fields(rollouts, pad_token_id, query_padding_side))
 
 
 @dataclass
@@ -80,9 +80,9 @@ class PPOBatch:
         return PPOBatch(**{field.name: getattr(self, field.name)[index] for field in fields(self)})
 
 
-def _concat_fields(items: list, pad_token_id: int) -> dict:
-    """Concatenate the fields of dataclasses row-wise: tensors named query_* pad on the left, other
-    [B, T] tensors on the right (ids with the pad token, everything else with 0); lists are joined."""
+def _concat_fields(items: list, pad_token_id: int, query_padding_side: str) -> dict:
+    """Concatenate the fields of dataclasses row-wise: tensors named query_* pad on `query_padding_side`,
+    other [B, T] tensors on the right (ids with the pad token, everything else with 0); lists are joined."""
     merged = {}
     for field in fields(items[0]):
         values = [getattr(item, field.name) for item in items]
@@ -94,7 +94,7 @@ def _concat_fields(items: list, pad_token_id: int) -> dict:
             continue
         width = max(value.shape[1] for value in values)
         fill = pad_token_id if field.name.endswith("_ids") else 0
-        left = field.name.startswith("query")
+        left = field.name.startswith("query") and query_padding_side == "left"
         padded = [
             torch.nn.functional.pad(value, (width - value.shape[1], 0) if left else (0, width - value.shape[1]), value=fill)
             for value in values

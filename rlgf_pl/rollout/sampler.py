@@ -7,7 +7,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from rlgf_pl.policies.causal_lm import CausalLMPolicy
+from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.policies.guide import Guide, TokenWriter
 from rlgf_pl.rollout.containers import Rollout
@@ -39,9 +39,10 @@ class RolloutSampler:
     """Generates trajectories for a plan, in the learner's tokens.
 
     A mixed trajectory is written in two batched generations: the roll-in policy continues every
-    mixing prompt, each row is cut at its own switch index h, the ragged prefixes are left-padded
-    into one batch that the roll-out policy prefills in one pass and continues. The total length
-    never exceeds `settings.max_new_tokens`.
+    mixing prompt, each row is cut at its own switch index h, and the roll-out policy continues every
+    query after its ragged prefix, prefilled in one pass (each policy kind knows where a prefix goes: after
+    a causal LM's prompt, or behind a seq2seq decoder's start token). The total length never exceeds
+    `settings.max_new_tokens`.
 
     Args:
         learner: The policy being trained.
@@ -52,7 +53,7 @@ class RolloutSampler:
 
     def __init__(
         self,
-        learner: CausalLMPolicy,
+        learner: Policy,
         settings: GenerationSettings,
         guide: Guide | None = None,
         max_prompt_tokens: int = 64,
@@ -86,9 +87,16 @@ class RolloutSampler:
             guide_mask=guide_mask,
             switch_index=switch_index,
             prompts=self.learner.decode(query_ids, query_mask),
-            continuations=self.learner.decode(response_ids, response_mask),
+            continuations=self.learner.decode_after(query_ids, query_mask, *self._nothing(query_ids), response_ids,
+                                                    response_mask),
             references=references,
         )
+
+    @staticmethod
+    def _nothing(query_ids: Tensor) -> tuple[Tensor, Tensor]:
+        """An empty prefix for every row: ids, mask [B, 0]."""
+        empty = torch.zeros((query_ids.shape[0], 0), dtype=torch.long, device=query_ids.device)
+        return empty, empty
 
     def _generate(self, query_ids: Tensor, query_mask: Tensor, plan: Plan, mix: Tensor, uniform: Tensor):
         budget = self.settings.max_new_tokens
@@ -98,17 +106,17 @@ class RolloutSampler:
         rollin_ids = torch.full((batch, 1), pad, dtype=torch.long, device=query_ids.device)
         if plan.mixes and bool(mix.any()):
             rows = mix.nonzero().squeeze(-1)
-            tokens, lengths = self.writers[plan.rollin].write(query_ids[rows], query_mask[rows], budget)
+            tokens, lengths = self.writers[plan.rollin].write(query_ids[rows], query_mask[rows],
+                                                              *self._nothing(query_ids[rows]), budget)
             rollin_ids = torch.full((batch, tokens.shape[1]), pad, dtype=torch.long, device=query_ids.device)
             rollin_ids[rows] = tokens
             switch_index[rows] = sample_switch_index(torch.ones_like(lengths, dtype=torch.bool), lengths, uniform[rows])
         positions = torch.arange(rollin_ids.shape[1], device=query_ids.device)
         prefix_keep = positions[None, :] < switch_index[:, None]
-        handoff_ids, handoff_mask = pack(
-            torch.cat([query_ids, rollin_ids], 1), torch.cat([query_mask.bool(), prefix_keep], 1), pad, align="right"
-        )
+        prefix_ids, prefix_mask = pack(rollin_ids, prefix_keep, pad, align="left")
         remaining = budget - switch_index
-        rollout_ids, rollout_lengths = self.writers[plan.rollout].write(handoff_ids, handoff_mask, int(remaining.max()))
+        rollout_ids, rollout_lengths = self.writers[plan.rollout].write(query_ids, query_mask, prefix_ids, prefix_mask,
+                                                                        int(remaining.max()))
         rollout_lengths = torch.minimum(rollout_lengths, remaining)
         rollout_keep = torch.arange(rollout_ids.shape[1], device=query_ids.device)[None, :] < rollout_lengths[:, None]
         response_ids, response_mask = pack(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 
 from rlgf_pl.zoo.registry import ZooEntry, register
 
@@ -55,6 +55,21 @@ def build_toy_gpt2(directory: Path, seed: int = 0, n_layer: int = 2, n_embd: int
     tokenizer.save_pretrained(directory)
 
 
+def build_toy_t5(directory: Path, seed: int = 0, d_model: int = 32, num_layers: int = 2, num_heads: int = 2) -> None:
+    """Save a randomly initialised tiny T5 (encoder-decoder) and the toy tokenizer into `directory`."""
+    tokenizer = build_toy_tokenizer()
+    config = T5Config(
+        vocab_size=len(tokenizer), d_model=d_model, d_kv=d_model // num_heads, d_ff=2 * d_model,
+        num_layers=num_layers, num_decoder_layers=num_layers, num_heads=num_heads,
+        relative_attention_num_buckets=8, relative_attention_max_distance=32, dropout_rate=0.0,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    T5ForConditionalGeneration(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+
 def build_toy_guide(directory: Path, seed: int = 0) -> None:
     """`toy-gpt2` fine-tuned with SFT on sentences where about half the words are 'good': a guide that
     knows what the toy reward wants and a learner that starts without it."""
@@ -68,5 +83,6 @@ def build_toy_guide(directory: Path, seed: int = 0) -> None:
 
 
 register(ZooEntry("toy-gpt2", "random 2-layer GPT-2 over a 40-word vocabulary (tests, smallest run)", build_toy_gpt2))
+register(ZooEntry("toy-t5", "random 2-layer T5 over the toy vocabulary (seq2seq tests and runs)", build_toy_t5))
 register(ZooEntry("toy-guide", "toy-gpt2 fine-tuned to say 'good' about half the time (toy guide)", build_toy_guide,
                   depends_on=("toy-gpt2",)))
