@@ -80,3 +80,14 @@ def test_ddp_two_cpu_ranks_sample_different_prompts(tmp_path, toy_model_dir):
             prompts.append({row["prompt"] for row in rows})
         assert not prompts[0] & prompts[1], "ranks must sample disjoint prompt shards"
     assert per_epoch(read_scalars(tmp_path), "val/reward")
+
+
+def test_building_a_run_loads_no_weights(tmp_path):
+    """Models are built in `configure_model`: instantiating the whole config (what --print_config and config
+    validation do, and more) loads nothing, so even a model that does not exist yet is no error here."""
+    from rlgf_pl.cli import build_cli
+
+    cli = build_cli([*fast_fit_args(tmp_path, "/not/yet/trained", config="d2lols")[1:],
+                     "--data.init_args.guide.init_args.model=/not/yet/a/guide"], run=False)
+    assert cli.model.policy is None and cli.model.critic is None
+    assert cli.datamodule.guide._policy is None

@@ -120,3 +120,33 @@ def test_ddp_two_cpu_ranks_with_a_seq2seq_learner(tmp_path, t5_dir, toy_model_di
         rows = [json.loads(line) for line in path.read_text().splitlines()]
         assert len(rows) == 32 and any(row["guide_tokens"] > 0 for row in rows)
     assert len(per_epoch(read_scalars(tmp_path), "val/reward")) == 2
+
+
+def test_perplexities_and_a_shared_trunk_critic_work_for_seq2seq(t5_dir):
+    from conftest import built
+
+    from rlgf_pl.algorithms import PPO
+    from rlgf_pl.metrics.perplexity import GenerationPerplexity, ReferencePerplexity
+    from rlgf_pl.metrics.samples import EvaluationSamples
+    from rlgf_pl.rollout.containers import Rollout
+
+    module = built(PPO(model=str(t5_dir), critic_share_trunk=True))
+    policy = module.policy.eval()
+    assert module.critic.backbone is policy.model, "the value head reads the learner's own decoder states"
+    query_ids, query_mask = policy.encode_prompts(PROMPTS, 16)
+    response_ids, response_mask = _responses(policy)
+    references = [["was great"], ["not fun at all"]]
+    zeros = torch.zeros_like(response_mask)
+    rollout = Rollout(query_ids, query_mask, response_ids, response_mask, response_mask, zeros, zeros[:, 0],
+                      PROMPTS, ["was great", "not fun at all"], references)
+    with torch.no_grad():
+        losses = [policy.model(input_ids=policy.encode_prompts([p], 16)[0], labels=torch.tensor(
+            [policy.tokenizer(r[0], add_special_tokens=False)["input_ids"]])).loss for p, r in zip(PROMPTS, references)]
+        values = module.critic(query_ids, query_mask, response_ids, response_mask)
+    counts = response_mask.sum(-1).double()
+    expected = float(torch.exp((torch.stack(losses).double() * counts).sum() / counts.sum()))
+    samples = EvaluationSamples(rollout, torch.zeros(2), policy, module.reference, max_prompt_tokens=16)
+    for metric, name in ((GenerationPerplexity(), "perplexity"), (ReferencePerplexity(), "reference_perplexity")):
+        metric.update(samples)
+        assert float(metric.compute()[name]) == pytest.approx(expected, rel=1e-5), name
+    assert values.shape == response_ids.shape

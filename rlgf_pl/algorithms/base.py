@@ -167,7 +167,7 @@ class RLGFModule(EvaluationSteps, LightningModule):
     # ---- rollouts -> PPO batch ------------------------------------------------------------
     def sampler(self, settings: GenerationSettings, environment: RolloutDataModule | None = None) -> RolloutSampler:
         """A sampler for the learner and the environment's guide, with the given decoding settings."""
-        environment = environment or self.environment
+        environment = self.environment if environment is None else environment
         return RolloutSampler(self.policy, settings, environment.guide, environment.max_prompt_tokens)
 
     def on_train_epoch_start(self) -> None:
@@ -178,7 +178,7 @@ class RLGFModule(EvaluationSteps, LightningModule):
     def collect(self, environment: RolloutDataModule | None = None) -> PPOBatch:
         """Generate, score and prepare this rank's rollouts for one epoch (in the trainer's data module by
         default), and hand them to every callback with an `on_rollouts_collected` hook."""
-        environment = environment or self.environment
+        environment = self.environment if environment is None else environment
         prompts, references = environment.next_prompts()
         sampler = self.sampler(environment.generation, environment)
         chunk = environment.generation_batch_size or len(prompts)
