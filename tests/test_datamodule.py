@@ -5,7 +5,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
 from conftest import built
 
 from rlgf_pl.algorithms.ppo import PPO
