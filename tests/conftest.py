@@ -70,6 +70,18 @@ def fast_fit_args(tmp_path: Path, model_dir: Path | str, epochs: int = 2, extra:
     return [*args, *(extra or [])]
 
 
+def run_rlgf(args: list[str], timeout: int = 300):
+    """The `rlgf` console script in a subprocess (for DDP runs, which spawn their own ranks)."""
+    import subprocess
+    import sys
+
+    command = [str(Path(sys.executable).parent / "rlgf"), *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed
+
+
 def _constant_output_gpt2(directory: Path, tokenizer, marker: str, sign: float, seed: int) -> Path:
     """A tiny GPT-2 whose next-token distribution ignores its input: the final layer norm outputs a fixed
     vector b, and the marker's logit is +50|b| (always emitted) or -50|b| (never emitted)."""

@@ -1,14 +1,10 @@
 """End to end through the `rlgf` command: learning, test results, DDP, and clear errors."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, fast_fit_args
+from conftest import REPO, fast_fit_args, run_rlgf
 
 from rlgf_pl.cli import main
 from rlgf_pl.policies.loading import load_causal_lm
@@ -65,12 +61,9 @@ def test_bad_reward_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path
 
 @pytest.mark.slow
 def test_ddp_two_cpu_ranks_sample_different_prompts(tmp_path, toy_model_dir):
-    command = [str(Path(sys.executable).parent / "rlgf"), *fast_fit_args(tmp_path, toy_model_dir, epochs=2, extra=[
+    run_rlgf(fast_fit_args(tmp_path, toy_model_dir, epochs=2, extra=[
         "--trainer.strategy=ddp", "--trainer.accelerator=cpu", "--trainer.devices=2",
-        "--trainer.callbacks+=callbacks.RolloutWriter"])]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-3000:]
+        "--trainer.callbacks+=callbacks.RolloutWriter"]))
     for epoch in (0, 1):
         prompts = []
         for rank in (0, 1):

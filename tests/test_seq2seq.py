@@ -1,14 +1,10 @@
 """Seq2seq (T5) learners: padding-exact log-probs and values, batched handoff, and whole runs through `rlgf`."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, fast_fit_args
+from conftest import fast_fit_args, run_rlgf
 
 from rlgf_pl.cli import main
 from rlgf_pl.policies.critic import ValueModel
@@ -108,13 +104,9 @@ def test_guided_algorithms_run_with_a_seq2seq_learner_and_guide(tmp_path, t5_dir
 
 @pytest.mark.slow
 def test_ddp_two_cpu_ranks_with_a_seq2seq_learner(tmp_path, t5_dir, toy_model_dir_guide):
-    command = [str(Path(sys.executable).parent / "rlgf"), *fast_fit_args(
-        tmp_path, t5_dir, epochs=2, config="ppo_pp", guide=toy_model_dir_guide, extra=[
-            "--trainer.strategy=ddp", "--trainer.accelerator=cpu", "--trainer.devices=2",
-            "--trainer.callbacks+=callbacks.RolloutWriter"])]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    run_rlgf(fast_fit_args(tmp_path, t5_dir, epochs=2, config="ppo_pp", guide=toy_model_dir_guide, extra=[
+        "--trainer.strategy=ddp", "--trainer.accelerator=cpu", "--trainer.devices=2",
+        "--trainer.callbacks+=callbacks.RolloutWriter"]))
     for rank in (0, 1):
         (path,) = tmp_path.rglob(f"epoch0001_rank{rank}.jsonl")
         rows = [json.loads(line) for line in path.read_text().splitlines()]

@@ -68,22 +68,24 @@ def load_tokenizer(name_or_path: str, padding_side: str = "left") -> PreTrainedT
     return tokenizer
 
 
-def load_causal_lm(name_or_path: str, dtype: str | None = None, **kwargs) -> PreTrainedModel:
-    """Load any causal LM (`AutoModelForCausalLM`) from a hub id, a local directory or a zoo name."""
+def _load_pretrained(auto_class, kind: str, name_or_path: str, dtype: str | None, **kwargs) -> PreTrainedModel:
+    """`auto_class.from_pretrained` on a hub id, a local directory or a zoo name, with a named error."""
     path = resolve_model_path(name_or_path)
     try:
-        return AutoModelForCausalLM.from_pretrained(path, dtype=parse_dtype(dtype), **kwargs)
+        return auto_class.from_pretrained(path, dtype=parse_dtype(dtype), **kwargs)
     except (OSError, ValueError) as error:
-        raise _load_error("causal language model", name_or_path, error) from error
+        raise _load_error(kind, name_or_path, error) from error
+
+
+def load_causal_lm(name_or_path: str, dtype: str | None = None, **kwargs) -> PreTrainedModel:
+    """Load any causal LM (`AutoModelForCausalLM`) from a hub id, a local directory or a zoo name."""
+    return _load_pretrained(AutoModelForCausalLM, "causal language model", name_or_path, dtype, **kwargs)
 
 
 def load_seq2seq_lm(name_or_path: str, dtype: str | None = None, **kwargs) -> PreTrainedModel:
     """Load any encoder-decoder LM (`AutoModelForSeq2SeqLM`: T5, Flan-T5, BART, ...)."""
-    path = resolve_model_path(name_or_path)
-    try:
-        return AutoModelForSeq2SeqLM.from_pretrained(path, dtype=parse_dtype(dtype), **kwargs)
-    except (OSError, ValueError) as error:
-        raise _load_error("sequence-to-sequence language model", name_or_path, error) from error
+    return _load_pretrained(AutoModelForSeq2SeqLM, "sequence-to-sequence language model", name_or_path, dtype,
+                            **kwargs)
 
 
 def policy_kind(name_or_path: str, kind: KindSetting = "auto") -> PolicyKind:
@@ -109,8 +111,4 @@ def load_policy(name_or_path: str, kind: KindSetting = "auto", dtype: str | None
 
 def load_backbone(name_or_path: str, dtype: str | None = None, **kwargs) -> PreTrainedModel:
     """Load the transformer trunk (`AutoModel`, no LM head) of a model, e.g. for a critic."""
-    path = resolve_model_path(name_or_path)
-    try:
-        return AutoModel.from_pretrained(path, dtype=parse_dtype(dtype), **kwargs)
-    except (OSError, ValueError) as error:
-        raise _load_error("model backbone", name_or_path, error) from error
+    return _load_pretrained(AutoModel, "model backbone", name_or_path, dtype, **kwargs)
