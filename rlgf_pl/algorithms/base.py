@@ -31,6 +31,7 @@ from rlgf_pl.rollout.containers import PPOBatch, Rollout
 from rlgf_pl.rollout.kl import KLController
 from rlgf_pl.rollout.plan import Plan
 from rlgf_pl.rollout.sampler import RolloutSampler, evaluation_mode
+from rlgf_pl.zoo.registry import resolve_model_path
 
 if TYPE_CHECKING:
     from rlgf_pl.data.datamodule import RolloutDataModule
@@ -45,7 +46,8 @@ class RLGFModule(EvaluationSteps, LightningModule):
     """Base agent: PPO-style updates of a learner (causal or seq2seq LM) against a frozen reference.
 
     The networks are built in `configure_model`, so a strategy can wrap or shard them and a checkpoint
-    loads into them; constructing the module (or printing its config) loads no weights.
+    loads into them; constructing the module (or printing its config) loads no weights. Zoo models it names
+    (`zoo:...`) are built on first use at construction, outside any running Trainer.
 
     Args:
         model: Learner: Hugging Face hub id, local directory or zoo name of a causal or seq2seq LM.
@@ -107,12 +109,16 @@ class RLGFModule(EvaluationSteps, LightningModule):
         if critic_share_trunk and critic_model is not None:
             raise ValueError("critic_share_trunk puts the value head on the learner's own trunk, so it cannot start "
                              f"from critic_model={critic_model!r}; set one of them.")
+        for name in (model, critic_model):  # a zoo build is a training run of its own: do it before any Trainer runs
+            if name is not None:
+                resolve_model_path(name)
         self.kl_controller = KLController(kl_coef, kl_target, kl_horizon)
         self.policy: Policy | None = None
         self.reference: Policy | None = None
         self.critic: ValueModel | None = None
         self.guide_critic: ValueModel | None = None
         self._buffer: PPOBatch | None = None
+        self._orders: list[Tensor] = []
         self._rollout_stats: dict[str, Tensor] = {}
         self._evaluation_metrics = {}
 
@@ -171,9 +177,12 @@ class RLGFModule(EvaluationSteps, LightningModule):
         return RolloutSampler(self.policy, settings, environment.guide, environment.max_prompt_tokens)
 
     def on_train_epoch_start(self) -> None:
-        """Collect this epoch's rollouts with the policy as it stands (PPO's pi_old); the minibatches the
-        environment schedules then index into them."""
-        self._buffer = self.collect()
+        """Collect this epoch's rollouts with the policy as it stands (PPO's pi_old), and shuffle each pass
+        over them with the environment's random stream; the scheduled minibatches index into those orders."""
+        environment = self.environment
+        self._buffer = self.collect(environment)
+        self._orders = [torch.randperm(len(self._buffer), generator=environment.generator).to(self.device)
+                        for _ in range(environment.ppo_epochs)]
 
     def collect(self, environment: RolloutDataModule | None = None) -> PPOBatch:
         """Generate, score and prepare this rank's rollouts for one epoch (in the trainer's data module by
@@ -254,10 +263,12 @@ class RLGFModule(EvaluationSteps, LightningModule):
 
     # ---- the update ---------------------------------------------------------------------------
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        """One optimizer step on the minibatch of this epoch's rollouts at the row indices `batch`."""
+        """One optimizer step on a minibatch of this epoch's rollouts: `batch` is `[pass, first_row]`."""
         if self._buffer is None:
             raise RuntimeError("training_step ran before this epoch's rollouts were collected (on_train_epoch_start).")
-        return self.ppo_step(self._buffer.select(batch.to(self._buffer.query_ids.device)))
+        ppo_epoch, start = (int(value) for value in batch)
+        rows = self._orders[ppo_epoch][start : start + self.environment.minibatch_size]
+        return self.ppo_step(self._buffer.select(rows))
 
     def ppo_step(self, batch: PPOBatch) -> Tensor:
         """The PPO loss of a minibatch, with its terms logged (epoch means)."""

@@ -34,7 +34,7 @@ class RolloutDataModule(LightningDataModule):
 
     What the agent reads: `next_prompts()`, `generator`, `guide`, `score()`, the decoding settings,
     `evaluation_generator()` and `metric_collections()`. The training loader yields, per optimizer step,
-    the row indices of the epoch's rollouts to train on (`MinibatchSchedule`).
+    which minibatch of the epoch's rollouts to train on (`MinibatchSchedule`).
 
     Args:
         task: Where prompts and references come from.
@@ -151,11 +151,7 @@ class RolloutDataModule(LightningDataModule):
         return strategy.root_device if strategy is not None else torch.device("cpu")
 
     def train_dataloader(self) -> MinibatchSchedule:
-        return MinibatchSchedule(self.rollouts_per_rank, self.minibatch_size, self.ppo_epochs, self._shuffle_seed)
-
-    def _shuffle_seed(self) -> int:
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        return 7_919 * (self.seed + 1) + 1_000_003 * self.rank + 104_729 * epoch
+        return MinibatchSchedule(self.rollouts_per_rank, self.minibatch_size, self.ppo_epochs)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("validation")

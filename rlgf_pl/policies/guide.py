@@ -9,6 +9,7 @@ from torch import Tensor
 from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.policies.loading import KindSetting, load_policy
+from rlgf_pl.zoo.registry import resolve_model_path
 
 
 def same_vocabulary(first, second) -> bool:
@@ -45,6 +46,7 @@ class Guide:
     ) -> None:
         if system_prompt is not None and not chat_template:
             raise ValueError("guide.system_prompt is used only with guide.chat_template=true; set both or neither.")
+        resolve_model_path(model)  # builds a zoo guide now, before any Trainer runs; weights load on first use
         self.name = model
         self.generation = generation if generation is not None else GenerationSettings(top_k=50, top_p=0.92)
         self.dtype = dtype
