@@ -50,9 +50,9 @@ def test_minibatch_count_matches_len_and_masks_cover_the_response(toy_model_dir)
         ppo_epochs=2, generation=GenerationSettings(max_new_tokens=6, top_k=0), generation_batch_size=3,
     ))
     loader = datamodule.train_dataloader()
-    steps = [step.tolist() for step in loader]
+    steps = list(loader)
     assert len(steps) == len(loader) == 6
-    assert steps == [[0, 0], [0, 4], [0, 8], [1, 0], [1, 4], [1, 8]]  # two passes of minibatches 4, 4, 2
+    assert steps == [(0, 0), (0, 4), (0, 8), (1, 0), (1, 4), (1, 8)]  # two passes of minibatches 4, 4, 2
     buffer = module.collect(datamodule)
     assert len(buffer) == 10 and buffer.response_ids.shape[1] <= 6
     assert torch.equal(buffer.policy_mask, buffer.response_mask)  # PPO: the learner wrote everything

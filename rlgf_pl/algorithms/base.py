@@ -20,7 +20,7 @@ from rlgf_pl.algorithms.models import build_agent_models
 from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.critic import ValueModel
 from rlgf_pl.policies.generation import GenerationSettings
-from rlgf_pl.policies.loading import KindSetting
+from rlgf_pl.policies.loading import KindSetting, check_kind
 from rlgf_pl.rollout.advantages import (
     explained_variance,
     generalized_advantages,
@@ -104,8 +104,7 @@ class RLGFModule(EvaluationSteps, LightningModule):
         self.save_hyperparameters()
         if lr_schedule not in ("linear", "constant"):
             raise ValueError(f"lr_schedule must be 'linear' or 'constant', got {lr_schedule!r}.")
-        if kind not in ("auto", "causal", "seq2seq"):
-            raise ValueError(f"kind must be 'auto', 'causal' or 'seq2seq', got {kind!r}.")
+        check_kind(kind)
         if critic_share_trunk and critic_model is not None:
             raise ValueError("critic_share_trunk puts the value head on the learner's own trunk, so it cannot start "
                              f"from critic_model={critic_model!r}; set one of them.")
@@ -137,7 +136,6 @@ class RLGFModule(EvaluationSteps, LightningModule):
         # from_pretrained returns eval-mode models; with dropout off, train mode is the same function and
         # keeps Lightning's mode bookkeeping quiet. Rollouts are prepared under eval() regardless.
         self.train()
-        self.reference.eval()
 
     @property
     def environment(self) -> RolloutDataModule:
@@ -262,11 +260,11 @@ class RLGFModule(EvaluationSteps, LightningModule):
         }
 
     # ---- the update ---------------------------------------------------------------------------
-    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        """One optimizer step on a minibatch of this epoch's rollouts: `batch` is `[pass, first_row]`."""
+    def training_step(self, batch: tuple[int, int], batch_idx: int) -> Tensor:
+        """One optimizer step on a minibatch of this epoch's rollouts: `batch` is `(pass, first_row)`."""
         if self._buffer is None:
             raise RuntimeError("training_step ran before this epoch's rollouts were collected (on_train_epoch_start).")
-        ppo_epoch, start = (int(value) for value in batch)
+        ppo_epoch, start = batch
         rows = self._orders[ppo_epoch][start : start + self.environment.minibatch_size]
         return self.ppo_step(self._buffer.select(rows))
 

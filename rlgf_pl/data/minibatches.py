@@ -5,11 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-import torch
-
 
 class MinibatchSchedule:
-    """`ppo_epochs` passes over one epoch's rollouts, in minibatches: yields `[pass, first_row]` per step.
+    """`ppo_epochs` passes over one epoch's rollouts, in minibatches: yields `(pass, first_row)` per step.
 
     The agent collects the rollouts at the start of each epoch and shuffles each pass with the environment's
     random stream; a step trains on rows `first_row : first_row + minibatch_size` of its pass's order. The
@@ -30,7 +28,7 @@ class MinibatchSchedule:
     def __len__(self) -> int:
         return self.ppo_epochs * math.ceil(self.rollouts / self.minibatch_size)
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         for ppo_epoch in range(self.ppo_epochs):
             for start in range(0, self.rollouts, self.minibatch_size):
-                yield torch.tensor([ppo_epoch, start])
+                yield ppo_epoch, start  # plain ints: Lightning moves nothing to the device, no sync per step

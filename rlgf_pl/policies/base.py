@@ -43,6 +43,12 @@ def token_logprobs_and_entropy(logits: Tensor, tokens: Tensor) -> tuple[Tensor, 
     return token_logp, entropy
 
 
+def no_prefix(query_ids: Tensor) -> tuple[Tensor, Tensor]:
+    """An empty prefix of response tokens for every row: ids, mask [B, 0]."""
+    empty = torch.zeros((query_ids.shape[0], 0), dtype=torch.long, device=query_ids.device)
+    return empty, empty
+
+
 def model_end_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> tuple[int, ...]:
     """Every token that ends a generation: the model's `generation_config.eos_token_id` (an id or a list, as
     instruct models such as Llama-3-Instruct or Gemma-it ship several) and the tokenizer's EOS."""
@@ -124,15 +130,18 @@ class Policy(nn.Module, ABC):
         rows = [row[row_mask.bool()].tolist() for row, row_mask in zip(tokens.cpu(), mask.cpu())]
         return self.tokenizer.batch_decode(rows, skip_special_tokens=True)
 
-    def decode_after(self, query_ids: Tensor, query_mask: Tensor, prefix_ids: Tensor, prefix_mask: Tensor,
-                     new_ids: Tensor, new_mask: Tensor) -> list[str]:
-        """Text of each row's new tokens as it reads after its query and prefix of response tokens, so a
-        leading space that only shows in context (SentencePiece, word-level vocabularies) is kept."""
+    def decode_after(self, query_ids: Tensor, query_mask: Tensor, new_ids: Tensor, new_mask: Tensor,
+                     prefix_ids: Tensor | None = None, prefix_mask: Tensor | None = None) -> list[str]:
+        """Text of each row's new tokens as it reads after its query and prefix of response tokens (none by
+        default), so a leading space that only shows in context (SentencePiece, word-level vocabularies) is
+        kept. A row whose context does not decode to a prefix of the whole is decoded alone."""
+        if prefix_ids is None:
+            prefix_ids, prefix_mask = no_prefix(query_ids)
         context_ids, context_mask = self.context_of(query_ids, query_mask, prefix_ids, prefix_mask)
         before = self.decode(context_ids, context_mask)
         whole = self.decode(torch.cat([context_ids, new_ids], 1), torch.cat([context_mask, new_mask], 1))
-        alone = self.decode(new_ids, new_mask)
-        return [text[len(head):] if text.startswith(head) else own for head, text, own in zip(before, whole, alone)]
+        return [text[len(head):] if text.startswith(head) else self.decode(new_ids[i : i + 1], new_mask[i : i + 1])[0]
+                for i, (head, text) in enumerate(zip(before, whole))]
 
     @abstractmethod
     def context_of(self, query_ids: Tensor, query_mask: Tensor, prefix_ids: Tensor,
@@ -155,8 +164,7 @@ class Policy(nn.Module, ABC):
             new_tokens [B, T] (pad after each row's end) and lengths [B] (the end token included).
         """
         if prefix_ids is None:
-            prefix_ids = torch.full((query_ids.shape[0], 0), self.pad_token_id, dtype=torch.long, device=query_ids.device)
-            prefix_mask = torch.zeros_like(prefix_ids)
+            prefix_ids, prefix_mask = no_prefix(query_ids)
         new_tokens = self._generate(query_ids, query_mask, prefix_ids, prefix_mask, {
             "pad_token_id": self.pad_token_id, "eos_token_id": list(self.eos_token_ids) or None, "use_cache": True,
             **settings.generate_kwargs(),

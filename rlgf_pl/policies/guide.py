@@ -8,7 +8,7 @@ from torch import Tensor
 
 from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.generation import GenerationSettings
-from rlgf_pl.policies.loading import KindSetting, load_policy
+from rlgf_pl.policies.loading import KindSetting, check_kind, load_policy
 from rlgf_pl.zoo.registry import resolve_model_path
 
 
@@ -46,6 +46,7 @@ class Guide:
     ) -> None:
         if system_prompt is not None and not chat_template:
             raise ValueError("guide.system_prompt is used only with guide.chat_template=true; set both or neither.")
+        check_kind(kind)
         resolve_model_path(model)  # builds a zoo guide now, before any Trainer runs; weights load on first use
         self.name = model
         self.generation = generation if generation is not None else GenerationSettings(top_k=50, top_p=0.92)
@@ -142,7 +143,7 @@ class TextBridgeWriter(TokenWriter):
         last = tokens.gather(1, (lengths - 1).clamp(min=0)[:, None]).squeeze(1)
         ended = (lengths > 0) & torch.isin(last, torch.tensor(guide.eos_token_ids or [-1], device=last.device))
         keep = torch.arange(tokens.shape[1], device=tokens.device) < lengths[:, None]
-        continuations = guide.decode_after(*guide_query, *guide_prefix, tokens, keep.long())
+        continuations = guide.decode_after(*guide_query, tokens, keep.long(), *guide_prefix)
         contexts = [prompt + prefix for prompt, prefix in zip(prompts, prefixes)]
         new_ids, new_mask = learner.encode_responses(contexts, continuations, max_new_tokens)
         return self._close(new_ids.to(query_ids.device), new_mask.sum(-1).to(query_ids.device),

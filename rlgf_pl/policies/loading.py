@@ -88,11 +88,16 @@ def load_seq2seq_lm(name_or_path: str, dtype: str | None = None, **kwargs) -> Pr
                             **kwargs)
 
 
+def check_kind(kind: str) -> None:
+    """Refuse a `kind` setting that is not 'auto', 'causal' or 'seq2seq'."""
+    if kind not in ("auto", *POLICY_CLASSES):
+        raise ValueError(f"Unknown policy kind {kind!r}; use 'auto', 'causal' or 'seq2seq'.")
+
+
 def policy_kind(name_or_path: str, kind: KindSetting = "auto") -> PolicyKind:
     """'causal' or 'seq2seq': `kind` when set, else what the model's config says (`is_encoder_decoder`).
     Reads config.json only, no weights."""
-    if kind not in ("auto", *POLICY_CLASSES):
-        raise ValueError(f"Unknown policy kind {kind!r}; use 'auto', 'causal' or 'seq2seq'.")
+    check_kind(kind)
     if kind != "auto":
         return kind
     try:

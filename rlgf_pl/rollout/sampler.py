@@ -7,7 +7,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from rlgf_pl.policies.base import Policy
+from rlgf_pl.policies.base import Policy, no_prefix
 from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.policies.guide import Guide, TokenWriter
 from rlgf_pl.rollout.containers import Rollout
@@ -87,16 +87,9 @@ class RolloutSampler:
             guide_mask=guide_mask,
             switch_index=switch_index,
             prompts=self.learner.decode(query_ids, query_mask),
-            continuations=self.learner.decode_after(query_ids, query_mask, *self._nothing(query_ids), response_ids,
-                                                    response_mask),
+            continuations=self.learner.decode_after(query_ids, query_mask, response_ids, response_mask),
             references=references,
         )
-
-    @staticmethod
-    def _nothing(query_ids: Tensor) -> tuple[Tensor, Tensor]:
-        """An empty prefix for every row: ids, mask [B, 0]."""
-        empty = torch.zeros((query_ids.shape[0], 0), dtype=torch.long, device=query_ids.device)
-        return empty, empty
 
     def _generate(self, query_ids: Tensor, query_mask: Tensor, plan: Plan, mix: Tensor, uniform: Tensor):
         budget = self.settings.max_new_tokens
@@ -107,7 +100,7 @@ class RolloutSampler:
         if plan.mixes and bool(mix.any()):
             rows = mix.nonzero().squeeze(-1)
             tokens, lengths = self.writers[plan.rollin].write(query_ids[rows], query_mask[rows],
-                                                              *self._nothing(query_ids[rows]), budget)
+                                                              *no_prefix(query_ids[rows]), budget)
             rollin_ids = torch.full((batch, tokens.shape[1]), pad, dtype=torch.long, device=query_ids.device)
             rollin_ids[rows] = tokens
             switch_index[rows] = sample_switch_index(torch.ones_like(lengths, dtype=torch.bool), lengths, uniform[rows])
