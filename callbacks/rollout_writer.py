@@ -7,6 +7,7 @@ import json
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import Tensor
 
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.results import run_log_dir
 from rlgf_pl.rollout.containers import Rollout
 
@@ -23,7 +24,7 @@ class RolloutWriter(Callback):
 
     def __init__(self, every_n_epochs: int = 1, max_rows: int | None = None) -> None:
         if every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}.")
+            raise ConfigError(f"every_n_epochs must be >= 1, got {every_n_epochs}.")
         self.every_n_epochs = every_n_epochs
         self.max_rows = max_rows
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.rollout.plan import GUIDE_ONLY
 
 
@@ -38,7 +39,7 @@ class SampleLogger(Callback):
 
     def __init__(self, num_prompts: int = 4, tag: str = "samples") -> None:
         if num_prompts < 1:
-            raise ValueError(f"SampleLogger.num_prompts must be >= 1, got {num_prompts}.")
+            raise ConfigError(f"SampleLogger.num_prompts must be >= 1, got {num_prompts}.")
         self.num_prompts = num_prompts
         self.tag = tag
         self._guide: tuple[list[str], list[float]] | None = None

@@ -10,6 +10,7 @@ from conftest import built
 from rlgf_pl.algorithms.ppo import PPO
 from rlgf_pl.data.datamodule import RolloutDataModule
 from rlgf_pl.data.tasks import TextFilesTask, ToyTask
+from rlgf_pl.errors import DataError
 from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.rewards import WordFrequencyReward
 
@@ -28,8 +29,21 @@ def _attach(datamodule):
 
 def test_missing_column_is_named_with_the_fix(tmp_path):
     files = {"train": _write_jsonl(tmp_path / "train.jsonl", [{"text": "a movie", "reference": "ok"}])}
-    with pytest.raises(KeyError, match=r"Column 'prompt' \(set as prompt_column\) is missing.*\['text', 'reference'\]"):
+    with pytest.raises(DataError, match=r"Column 'prompt' \(set as prompt_column\) is missing.*\['text', 'reference'\]"):
         TextFilesTask(files, prompt_column="prompt").load("train")
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("train.jsonl", "", r"The 'train' data file .*train\.jsonl is empty"),
+    ("train.jsonl", "\n  \n", r"The 'train' data file .*train\.jsonl is empty"),
+    ("train.csv", "prompt,reference\n", r"train\.csv holds only a CSV header \('prompt,reference'\) and no rows"),
+    ("train.json", "[]", r"The 'train' data file .*train\.json has no rows"),
+])
+def test_empty_and_header_only_task_files_name_the_file_and_split(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        TextFilesTask({"train": str(path)}).load("train")
 
 
 def test_empty_prompts_are_dropped_with_a_count(tmp_path, toy_model_dir):

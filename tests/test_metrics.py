@@ -24,6 +24,7 @@ from rlgf_pl.metrics import (
     SemanticSimilarity,
     evaluation_collection,
 )
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.metrics.cider import cider_d
 from rlgf_pl.metrics.meteor import meteor
 from rlgf_pl.metrics.perplexity import encode_continuations
@@ -141,7 +142,7 @@ def test_metrics_without_references_are_nan_and_left_out():
 def test_collection_refuses_duplicates_and_non_metrics():
     with pytest.raises(ValueError, match="lists BLEU more than once"):
         evaluation_collection([BLEU(), BLEU()], "val/")
-    with pytest.raises(TypeError, match="must be torchmetrics Metrics, got str"):
+    with pytest.raises(ConfigError, match="must be torchmetrics Metrics, got str"):
         evaluation_collection(["bleu"], "val/")
 
 

@@ -17,6 +17,7 @@ from torch import Tensor
 from rlgf_pl.algorithms.evaluation import EvaluationSteps
 from rlgf_pl.algorithms.losses import ppo_loss
 from rlgf_pl.algorithms.models import build_agent_models
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.critic import ValueModel
 from rlgf_pl.policies.generation import GenerationSettings
@@ -103,10 +104,10 @@ class RLGFModule(EvaluationSteps, LightningModule):
         super().__init__()
         self.save_hyperparameters()
         if lr_schedule not in ("linear", "constant"):
-            raise ValueError(f"lr_schedule must be 'linear' or 'constant', got {lr_schedule!r}.")
+            raise ConfigError(f"lr_schedule must be 'linear' or 'constant', got {lr_schedule!r}.")
         check_kind(kind)
         if critic_share_trunk and critic_model is not None:
-            raise ValueError("critic_share_trunk puts the value head on the learner's own trunk, so it cannot start "
+            raise ConfigError("critic_share_trunk puts the value head on the learner's own trunk, so it cannot start "
                              f"from critic_model={critic_model!r}; set one of them.")
         for name in (model, critic_model):  # a zoo build is a training run of its own: do it before any Trainer runs
             if name is not None:

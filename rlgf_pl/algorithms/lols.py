@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from rlgf_pl.algorithms.base import RLGFModule
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.rollout.plan import Plan
 
 AGGREVATED, PPO_PLUS_PLUS = 0, 1
@@ -56,7 +57,7 @@ class LOLS(_PhasedModule):
     def __init__(self, *args, tau: float = 0.8, beta: float = 0.8, seed: int | None = None, **kwargs) -> None:
         super().__init__(*args, beta=beta, **kwargs)
         if not 0.0 <= tau <= 1.0:
-            raise ValueError(f"tau must lie in [0, 1], got {tau}.")
+            raise ConfigError(f"tau must lie in [0, 1], got {tau}.")
         self.tau = tau
         self.seed = seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
         self.flips: dict[int, int] = {}
@@ -95,7 +96,7 @@ class D2LOLS(_PhasedModule):
     def __init__(self, *args, switch_epoch: int = 10, beta: float = 0.8, **kwargs) -> None:
         super().__init__(*args, beta=beta, **kwargs)
         if switch_epoch < 0:
-            raise ValueError(f"switch_epoch must be >= 0, got {switch_epoch}.")
+            raise ConfigError(f"switch_epoch must be >= 0, got {switch_epoch}.")
         self.switch_epoch = switch_epoch
         self.register_buffer("switched", torch.tensor(False))  # in the state dict, so resume keeps the phase
 

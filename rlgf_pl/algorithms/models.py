@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.critic import ValueModel
 from rlgf_pl.policies.loading import KindSetting, load_backbone, load_policy, load_tokenizer, policy_kind
@@ -38,13 +39,13 @@ class AgentModels:
 def check_critic_model(critic_model: str, model: str, policy: Policy) -> None:
     """A critic trunk from another model must read the learner's token ids, the learner's way."""
     if load_tokenizer(critic_model).get_vocab() != policy.tokenizer.get_vocab():
-        raise ValueError(
+        raise ConfigError(
             f"critic_model {critic_model!r} has a different tokenizer from the learner {model!r}; the critic reads "
             "the learner's token ids. Use a critic model with the learner's tokenizer, or leave critic_model unset."
         )
     critic_kind = policy_kind(critic_model)
     if policy.kind == "seq2seq" and critic_kind != "seq2seq":
-        raise ValueError(
+        raise ConfigError(
             f"critic_model {critic_model!r} is a {critic_kind} model, but the learner {model!r} is seq2seq: its "
             "critic reads decoder states over the encoded prompt. Use a seq2seq critic_model or leave it unset."
         )

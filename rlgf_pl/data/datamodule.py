@@ -17,6 +17,7 @@ from torchmetrics import Metric, MetricCollection
 from rlgf_pl.data.minibatches import MinibatchSchedule
 from rlgf_pl.data.prompt_cursor import PromptCursor
 from rlgf_pl.data.tasks.base import PromptTask, drop_empty_prompts
+from rlgf_pl.errors import ConfigError, DataError
 from rlgf_pl.metrics.collection import default_metrics, evaluation_collection
 from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.policies.guide import Guide
@@ -77,7 +78,7 @@ class RolloutDataModule(LightningDataModule):
                             ("ppo_epochs", ppo_epochs), ("max_prompt_tokens", max_prompt_tokens),
                             ("eval_batch_size", eval_batch_size)):
             if value < 1:
-                raise ValueError(f"data.{name} must be >= 1, got {value}.")
+                raise ConfigError(f"data.{name} must be >= 1, got {value}.")
         self.task = task
         self.reward = reward
         self.guide = guide
@@ -90,7 +91,7 @@ class RolloutDataModule(LightningDataModule):
         self.generation_batch_size = generation_batch_size
         self.eval_batch_size = eval_batch_size
         if evaluate_guide and guide is None:
-            raise ValueError("data.evaluate_guide needs a guide: set data.guide, or turn evaluate_guide off.")
+            raise ConfigError("data.evaluate_guide needs a guide: set data.guide, or turn evaluate_guide off.")
         self.metrics = default_metrics() if metrics is None else list(metrics)
         evaluation_collection(self.metrics, "")  # fail now on a bad list, not after training
         self.evaluate_guide = evaluate_guide
@@ -113,13 +114,13 @@ class RolloutDataModule(LightningDataModule):
     def rollouts_per_rank(self) -> int:
         world = self.world_size
         if self.rollouts_per_epoch % world:
-            raise ValueError(
+            raise ConfigError(
                 f"data.rollouts_per_epoch={self.rollouts_per_epoch} does not split evenly over {world} ranks; "
                 f"use a multiple of {world}."
             )
         per_rank = self.rollouts_per_epoch // world
         if self.minibatch_size > per_rank:
-            raise ValueError(
+            raise ConfigError(
                 f"data.minibatch_size={self.minibatch_size} is larger than the rollouts per rank "
                 f"(rollouts_per_epoch={self.rollouts_per_epoch} / {world} rank(s) = {per_rank}). "
                 f"Lower data.minibatch_size to at most {per_rank} or raise data.rollouts_per_epoch."
@@ -135,7 +136,8 @@ class RolloutDataModule(LightningDataModule):
                 if dropped:
                     rank_zero_warn(f"Dropped {dropped} empty prompt(s) from the {split} split ({len(dataset)} remain).")
                 if len(dataset) == 0:
-                    raise ValueError(f"The {split} split of {type(self.task).__name__} has no non-empty prompts.")
+                    raise DataError(f"The {split!r} split of {type(self.task).__name__} has no non-empty prompts; give it "
+                                    "rows with a non-empty prompt.")
                 self.datasets[split] = dataset
         if stage == "fit":
             self.rollouts_per_rank  # noqa: B018  (fail now, with the fix, rather than mid-epoch)

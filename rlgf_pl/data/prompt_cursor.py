@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from rlgf_pl.errors import ConfigError
+
 
 class PromptCursor:
     """Walks a shuffled order of this rank's prompt indices, reshuffling at the end of each pass.
@@ -16,7 +18,7 @@ class PromptCursor:
     def __init__(self, num_prompts: int, rank: int = 0, world_size: int = 1) -> None:
         self.shard = list(range(rank, num_prompts, world_size))
         if not self.shard:
-            raise ValueError(
+            raise ConfigError(
                 f"Rank {rank} of {world_size} gets no training prompts (there are {num_prompts}); "
                 "use more prompts or fewer devices."
             )

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.metrics.samples import EvaluationSamples
 from rlgf_pl.metrics.text import ngram_counts
 
@@ -50,7 +51,7 @@ class CHRF(Metric):
     def __init__(self, order: int = 6, beta: float = 2.0) -> None:
         super().__init__()
         if order < 1 or beta <= 0:
-            raise ValueError(f"CHRF needs order >= 1 and beta > 0, got {order} and {beta}.")
+            raise ConfigError(f"CHRF needs order >= 1 and beta > 0, got {order} and {beta}.")
         self.order, self.beta = order, beta
         self.add_state("statistics", default=torch.zeros(order, 3, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("rows", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")

@@ -6,6 +6,7 @@ import copy
 
 from torchmetrics import Metric, MetricCollection
 
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.metrics.chrf import CHRF
 from rlgf_pl.metrics.cider import CIDErD
 from rlgf_pl.metrics.diversity import Diversity
@@ -24,10 +25,10 @@ def evaluation_collection(metrics: list[Metric], prefix: str) -> MetricCollectio
     """`RewardStats` plus fresh copies of `metrics`, whose outputs are logged as `{prefix}{name}`."""
     for metric in metrics:
         if not isinstance(metric, Metric):
-            raise TypeError(f"data.metrics entries must be torchmetrics Metrics, got {type(metric).__name__}.")
+            raise ConfigError(f"data.metrics entries must be torchmetrics Metrics, got {type(metric).__name__}.")
     names = [type(metric).__name__ for metric in metrics]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
-        raise ValueError(f"data.metrics lists {', '.join(duplicated)} more than once; keep one of each.")
+        raise ConfigError(f"data.metrics lists {', '.join(duplicated)} more than once; keep one of each.")
     fresh = [copy.deepcopy(metric) for metric in metrics if not isinstance(metric, RewardStats)]
     return MetricCollection([RewardStats(), *fresh], prefix=prefix, compute_groups=False)

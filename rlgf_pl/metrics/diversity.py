@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.metrics.samples import EvaluationSamples
 from rlgf_pl.metrics.text import cat_state, hash_words, ngram_counts, split_by_lengths
 
@@ -47,7 +48,7 @@ class Diversity(Metric):
     def __init__(self, msttr_window: int = 100, orders: tuple[int, ...] = (1, 2)) -> None:
         super().__init__()
         if msttr_window < 1 or not orders or min(orders) < 1:
-            raise ValueError(f"Diversity needs msttr_window >= 1 and orders >= 1, got {msttr_window} and {orders}.")
+            raise ConfigError(f"Diversity needs msttr_window >= 1 and orders >= 1, got {msttr_window} and {orders}.")
         self.msttr_window = msttr_window
         self.orders = tuple(orders)
         self.add_state("word_hashes", default=[], dist_reduce_fx="cat")

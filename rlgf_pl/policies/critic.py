@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from transformers import PreTrainedModel
 
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.policies.base import Policy
 
 
@@ -13,7 +14,7 @@ def hidden_size(config) -> int:
     for name in ("hidden_size", "d_model", "n_embd"):
         if isinstance(getattr(config, name, None), int):
             return getattr(config, name)
-    raise ValueError(f"Cannot tell the hidden size of {type(config).__name__}; it has no hidden_size, d_model or n_embd.")
+    raise ConfigError(f"Cannot tell the hidden size of {type(config).__name__}; it has no hidden_size, d_model or n_embd.")
 
 
 class ValueModel(nn.Module):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from transformers import LogitsProcessorList
 
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.policies.sampling import TruncatedSampler
 
 
@@ -31,17 +32,17 @@ class GenerationSettings:
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
         if not 0 <= self.min_new_tokens <= self.max_new_tokens:
-            raise ValueError(
+            raise ConfigError(
                 f"min_new_tokens must lie in [0, max_new_tokens={self.max_new_tokens}], got {self.min_new_tokens}."
             )
         if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}.")
+            raise ConfigError(f"top_p must lie in (0, 1], got {self.top_p}.")
         if self.temperature <= 0.0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}.")
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}.")
         if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0 (0 disables it), got {self.top_k}.")
+            raise ConfigError(f"top_k must be >= 0 (0 disables it), got {self.top_k}.")
 
     def generate_kwargs(self) -> dict:
         """Keyword arguments for Hugging Face `generate`. Sampling runs through `TruncatedSampler` (the

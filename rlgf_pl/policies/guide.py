@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.policies.loading import KindSetting, check_kind, load_policy
@@ -45,7 +46,7 @@ class Guide:
         system_prompt: str | None = None,
     ) -> None:
         if system_prompt is not None and not chat_template:
-            raise ValueError("guide.system_prompt is used only with guide.chat_template=true; set both or neither.")
+            raise ConfigError("guide.system_prompt is used only with guide.chat_template=true; set both or neither.")
         check_kind(kind)
         resolve_model_path(model)  # builds a zoo guide now, before any Trainer runs; weights load on first use
         self.name = model
@@ -63,7 +64,7 @@ class Guide:
             policy = load_policy(self.name, self.kind, self.dtype)
             policy.requires_grad_(False).eval()
             if self.chat_template and not getattr(policy.tokenizer, "chat_template", None):
-                raise ValueError(f"guide.chat_template is on, but the tokenizer of {self.name!r} has no chat "
+                raise ConfigError(f"guide.chat_template is on, but the tokenizer of {self.name!r} has no chat "
                                  "template. Turn chat_template off or use an instruct model.")
             self._policy = policy
         return self._policy

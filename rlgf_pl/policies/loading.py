@@ -18,6 +18,7 @@ from transformers import (
 )
 
 import rlgf_pl.policies.bag_of_words  # noqa: F401  (registers the zoo's bag-of-words models with the Auto classes)
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.policies.base import Policy, PolicyKind
 from rlgf_pl.policies.causal_lm import CausalLMPolicy
 from rlgf_pl.policies.seq2seq import Seq2SeqPolicy
@@ -34,7 +35,7 @@ def parse_dtype(dtype: str | None) -> torch.dtype | None:
     if dtype is None or dtype == "auto":
         return None
     if dtype not in _DTYPES:
-        raise ValueError(f"Unknown dtype {dtype!r}; use one of {sorted(_DTYPES)} or null.")
+        raise ConfigError(f"Unknown dtype {dtype!r}; use one of {sorted(_DTYPES)} or null.")
     return _DTYPES[dtype]
 
 
@@ -63,7 +64,7 @@ def load_tokenizer(name_or_path: str, padding_side: str = "left") -> PreTrainedT
     tokenizer.truncation_side = "left"  # the end of a prompt is what the model continues
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token_id is None:
-            raise ValueError(f"Tokenizer {name_or_path!r} has neither a pad nor an EOS token; add one before training.")
+            raise ConfigError(f"Tokenizer {name_or_path!r} has neither a pad nor an EOS token; add one before training.")
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
@@ -91,7 +92,7 @@ def load_seq2seq_lm(name_or_path: str, dtype: str | None = None, **kwargs) -> Pr
 def check_kind(kind: str) -> None:
     """Refuse a `kind` setting that is not 'auto', 'causal' or 'seq2seq'."""
     if kind not in ("auto", *POLICY_CLASSES):
-        raise ValueError(f"Unknown policy kind {kind!r}; use 'auto', 'causal' or 'seq2seq'.")
+        raise ConfigError(f"Unknown policy kind {kind!r}; use 'auto', 'causal' or 'seq2seq'.")
 
 
 def policy_kind(name_or_path: str, kind: KindSetting = "auto") -> PolicyKind:

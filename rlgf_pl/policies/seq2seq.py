@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedModel
 
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.policies.base import Policy
 
 
@@ -15,7 +16,7 @@ def decoder_start_id(config) -> int:
     start = getattr(config, "decoder_start_token_id", None)
     start = start if start is not None else getattr(config, "pad_token_id", None)
     if start is None:
-        raise ValueError(f"{type(config).__name__} sets neither decoder_start_token_id nor pad_token_id; the "
+        raise ConfigError(f"{type(config).__name__} sets neither decoder_start_token_id nor pad_token_id; the "
                          "decoder cannot start. Set config.decoder_start_token_id.")
     return int(start)
 

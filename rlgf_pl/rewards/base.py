@@ -7,6 +7,8 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
+from rlgf_pl.errors import DataError
+
 
 class Reward(ABC):
     """Scores whole trajectories. Subclass it and set `data.init_args.reward.class_path` to use your own."""
@@ -26,15 +28,15 @@ def check_scores(scores: object, count: int, reward: Reward) -> Tensor:
     try:
         scores = torch.as_tensor(scores, dtype=torch.float32)
     except (TypeError, ValueError) as error:
-        raise TypeError(f"Reward {name} returned {type(scores).__name__}, not numbers: {error}") from error
+        raise DataError(f"Reward {name} returned {type(scores).__name__}, not numbers: {error}") from error
     if scores.shape != (count,):
-        raise ValueError(
+        raise DataError(
             f"Reward {name} returned shape {tuple(scores.shape)} for {count} continuations; a reward must return "
             f"one number per continuation, shape ({count},). Fix its __call__."
         )
     if not torch.isfinite(scores).all():
         bad = (~torch.isfinite(scores)).nonzero().flatten().tolist()[:5]
-        raise ValueError(
+        raise DataError(
             f"Reward {name} returned non-finite scores (NaN or inf) at rows {bad}; every score must be finite. "
             "Check the reward for division by zero or empty continuations."
         )

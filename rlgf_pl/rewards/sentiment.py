@@ -7,6 +7,7 @@ from torch import Tensor
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import rlgf_pl.policies.bag_of_words  # noqa: F401  (registers the zoo's classifier with the Auto classes)
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.rewards.base import Reward
 from rlgf_pl.zoo.registry import resolve_model_path
 
@@ -40,7 +41,7 @@ class SentimentReward(Reward):
         if isinstance(label, str):
             names = {name.lower(): index for index, name in self.model.config.id2label.items()}
             if label.lower() not in names:
-                raise ValueError(f"Label {label!r} is not one of the classifier's labels {sorted(names)}.")
+                raise ConfigError(f"Label {label!r} is not one of the classifier's labels {sorted(names)}.")
             label = int(names[label.lower()])
         self.label = label
         self.include_prompt = include_prompt

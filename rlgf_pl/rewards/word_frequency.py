@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.rewards.base import Reward
 
 
@@ -21,7 +22,7 @@ class WordFrequencyReward(Reward):
 
     def __init__(self, word: str = "good", min_words: int = 1, at_least: int = 0) -> None:
         if at_least < 0:
-            raise ValueError(f"at_least must be >= 0 (0: dense fraction), got {at_least}.")
+            raise ConfigError(f"at_least must be >= 0 (0: dense fraction), got {at_least}.")
         self.word = word
         self.min_words = max(1, min_words)
         self.at_least = at_least

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rlgf_pl.errors import ConfigError
+
 
 class KLController(nn.Module):
     """The KL penalty coefficient: fixed, or adaptive toward a target KL (Ziegler et al., 2019).
@@ -18,9 +20,9 @@ class KLController(nn.Module):
     def __init__(self, init_coef: float = 0.001, target: float | None = None, horizon: int = 10_000) -> None:
         super().__init__()
         if init_coef < 0:
-            raise ValueError(f"kl_coef must be >= 0, got {init_coef}.")
+            raise ConfigError(f"kl_coef must be >= 0, got {init_coef}.")
         if target is not None and target <= 0:
-            raise ValueError(f"kl_target must be > 0 or null (fixed coefficient), got {target}.")
+            raise ConfigError(f"kl_target must be > 0 or null (fixed coefficient), got {target}.")
         self.target = target
         self.horizon = horizon
         self.register_buffer("coef", torch.tensor(float(init_coef), dtype=torch.float64))

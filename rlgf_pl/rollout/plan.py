@@ -8,6 +8,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from rlgf_pl.errors import ConfigError
+
 Writer = Literal["learner", "guide"]
 
 
@@ -31,9 +33,9 @@ class Plan:
     def __post_init__(self) -> None:
         for name in ("rollin", "rollout"):
             if getattr(self, name) not in ("learner", "guide"):
-                raise ValueError(f"Plan.{name} must be 'learner' or 'guide', got {getattr(self, name)!r}.")
+                raise ConfigError(f"Plan.{name} must be 'learner' or 'guide', got {getattr(self, name)!r}.")
         if not 0.0 <= self.beta <= 1.0:
-            raise ValueError(f"Plan.beta must lie in [0, 1], got {self.beta}.")
+            raise ConfigError(f"Plan.beta must lie in [0, 1], got {self.beta}.")
 
     @property
     def uses_guide(self) -> bool:

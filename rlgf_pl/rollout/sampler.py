@@ -7,6 +7,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.policies.base import Policy, no_prefix
 from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.policies.guide import Guide, TokenWriter
@@ -68,7 +69,7 @@ class RolloutSampler:
     def sample(self, prompts: list[str], references: list[list[str]], plan: Plan, generator: torch.Generator) -> Rollout:
         """Trajectories for `prompts` under `plan`, all randomness drawn from `generator` (CPU)."""
         if plan.uses_guide and "guide" not in self.writers:
-            raise ValueError(f"The plan {plan} needs a guide, but the data module has none: set data.init_args.guide.")
+            raise ConfigError(f"The plan {plan} needs a guide, but the data module has none: set data.init_args.guide.")
         batch = len(prompts)
         mix = torch.rand(batch, generator=generator) < plan.beta
         uniform = torch.rand(batch, generator=generator)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_info
 
+from rlgf_pl.errors import ConfigError
+
 ZOO_PREFIX = "zoo:"
 BUILD_THREADS = 2
 """CPU threads while building: float sums (and so the trained weights) depend on the thread count, and a
@@ -71,7 +73,7 @@ def ensure_built(name: str) -> Path:
     """Build zoo model `name` (and what it depends on) unless it is in the cache; return its directory."""
     _load_entries()
     if name not in ZOO:
-        raise ValueError(f"Unknown zoo model {name!r}; the zoo has {sorted(ZOO)} (see `rlgf zoo list`).")
+        raise ConfigError(f"Unknown zoo model {name!r}; the zoo has {sorted(ZOO)} (see `rlgf zoo list`).")
     entry = ZOO[name]
     for dependency in entry.depends_on:
         ensure_built(dependency)

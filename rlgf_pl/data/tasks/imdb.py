@@ -15,6 +15,7 @@ from typing import Literal
 from datasets import Dataset
 
 from rlgf_pl.data.tasks.base import PromptTask
+from rlgf_pl.errors import ConfigError
 
 _TAG = re.compile(r"<[^>]+>")
 
@@ -87,14 +88,14 @@ class IMDBTask(PromptTask):
         seed: int = 0,
     ) -> None:
         if source not in ("hub", "offline"):
-            raise ValueError(f"IMDBTask source must be 'hub' or 'offline', got {source!r}.")
+            raise ConfigError(f"IMDBTask source must be 'hub' or 'offline', got {source!r}.")
         self.source = source
         self.hub_dataset = hub_dataset
         self.num_validation = num_validation
         self.num_test = num_test
         self.max_train = max_train
         if sentiment not in ("all", "positive", "negative"):
-            raise ValueError(f"sentiment must be 'all', 'positive' or 'negative', got {sentiment!r}.")
+            raise ConfigError(f"sentiment must be 'all', 'positive' or 'negative', got {sentiment!r}.")
         self.min_words = min_words
         self.sentiment = sentiment
         self.seed = seed

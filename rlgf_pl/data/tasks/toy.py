@@ -7,6 +7,7 @@ import random
 from datasets import Dataset
 
 from rlgf_pl.data.tasks.base import PromptTask
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.zoo.toy import TOY_WORDS
 
 
@@ -31,14 +32,14 @@ class ToyTask(PromptTask):
     ) -> None:
         self.num_prompts = num_prompts or {"train": 512, "validation": 64, "test": 64}
         if not 1 <= min_words <= max_words:
-            raise ValueError(f"Need 1 <= min_words <= max_words, got {min_words} and {max_words}.")
+            raise ConfigError(f"Need 1 <= min_words <= max_words, got {min_words} and {max_words}.")
         self.min_words = min_words
         self.max_words = max_words
         self.seed = seed
         self.word_weights = word_weights or {}
         unknown = set(self.word_weights) - set(TOY_WORDS)
         if unknown:
-            raise ValueError(f"word_weights names words outside the toy vocabulary: {sorted(unknown)}.")
+            raise ConfigError(f"word_weights names words outside the toy vocabulary: {sorted(unknown)}.")
 
     def load(self, split: str) -> Dataset:
         if split not in self.num_prompts:
