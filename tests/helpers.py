@@ -36,4 +36,20 @@ class BrokenReward(Reward):
         if self.kind == "nan":
             scores[0] = float("nan")
             return scores
+        if self.kind == "huge":  # finite, but its square overflows float32
+            return scores.fill_(1e30)
         return scores[:-1]  # wrong shape
+
+
+class PoisonWeightsAt(Callback):
+    """Writes a NaN into one learner weight after validation of epoch `epoch`, just before its checkpoint."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_validation_end(self, trainer, pl_module) -> None:  # callbacks run before ModelCheckpoint saves
+        if trainer.current_epoch == self.epoch:
+            import torch
+
+            with torch.no_grad():
+                next(pl_module.policy.parameters()).view(-1)[0] = float("nan")

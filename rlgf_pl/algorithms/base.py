@@ -15,9 +15,10 @@ from lightning.pytorch import LightningModule
 from torch import Tensor
 
 from rlgf_pl.algorithms.evaluation import EvaluationSteps
+from rlgf_pl.algorithms.guards import REMEDIES, describe, non_finite_names
 from rlgf_pl.algorithms.losses import ppo_loss
 from rlgf_pl.algorithms.models import build_agent_models
-from rlgf_pl.errors import ConfigError
+from rlgf_pl.errors import ConfigError, NonFiniteError
 from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.critic import ValueModel
 from rlgf_pl.policies.generation import GenerationSettings
@@ -30,6 +31,7 @@ from rlgf_pl.rollout.advantages import (
 )
 from rlgf_pl.rollout.containers import PPOBatch, Rollout
 from rlgf_pl.rollout.kl import KLController
+from rlgf_pl.rollout.score_scaling import RunningMoments, ScoreScaling, scale_scores
 from rlgf_pl.rollout.plan import Plan
 from rlgf_pl.rollout.sampler import RolloutSampler, evaluation_mode
 from rlgf_pl.zoo.registry import resolve_model_path
@@ -75,6 +77,11 @@ class RLGFModule(EvaluationSteps, LightningModule):
         kl_penalty: Apply the KL penalty to learner tokens (off reproduces the authors' guided code).
         whiten_advantages: Normalize advantages over policy-gradient tokens.
         forward_batch_size: Trajectories per no-grad forward pass when preparing rollouts.
+        score_scaling: Scale the rewards by their running std over the run ('std', as TRL's use_score_scaling)
+            or standardize them with the running mean and std ('mean_std', TRL's use_score_norm) before they
+            enter the returns. Null (the default) trains on the rewards as scored; logged rewards are always
+            the raw ones.
+        score_clip: Clip the (scaled) rewards to [-score_clip, score_clip]; null (the default) does not clip.
     """
 
     def __init__(
@@ -100,12 +107,18 @@ class RLGFModule(EvaluationSteps, LightningModule):
         kl_penalty: bool = True,
         whiten_advantages: bool = True,
         forward_batch_size: int = 32,
+        score_scaling: ScoreScaling | None = None,
+        score_clip: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         if lr_schedule not in ("linear", "constant"):
             raise ConfigError(f"lr_schedule must be 'linear' or 'constant', got {lr_schedule!r}.")
         check_kind(kind)
+        if score_scaling not in (None, "std", "mean_std"):
+            raise ConfigError(f"score_scaling must be 'std', 'mean_std' or null, got {score_scaling!r}.")
+        if score_clip is not None and not score_clip > 0:
+            raise ConfigError(f"score_clip must be > 0 or null (no clipping), got {score_clip}.")
         if critic_share_trunk and critic_model is not None:
             raise ConfigError("critic_share_trunk puts the value head on the learner's own trunk, so it cannot start "
                              f"from critic_model={critic_model!r}; set one of them.")
@@ -113,6 +126,7 @@ class RLGFModule(EvaluationSteps, LightningModule):
             if name is not None:
                 resolve_model_path(name)
         self.kl_controller = KLController(kl_coef, kl_target, kl_horizon)
+        self.score_moments = RunningMoments()
         self.policy: Policy | None = None
         self.reference: Policy | None = None
         self.critic: ValueModel | None = None
@@ -120,6 +134,8 @@ class RLGFModule(EvaluationSteps, LightningModule):
         self._buffer: PPOBatch | None = None
         self._orders: list[Tensor] = []
         self._rollout_stats: dict[str, Tensor] = {}
+        self._step_terms: list[dict[str, Tensor]] = []  # loss terms since the last optimizer step
+        self._largest_score: Tensor | None = None
         self._evaluation_metrics = {}
 
     uses_guide_critic: bool = False
@@ -219,13 +235,17 @@ class RLGFModule(EvaluationSteps, LightningModule):
         response_mask = rollout.response_mask
         learner_mask = rollout.learner_mask
         kl_mask = learner_mask if self.hparams.kl_penalty else torch.zeros_like(learner_mask)
-        rewards, kl = kl_shaped_rewards(scores, logprobs, ref_logprobs, response_mask, kl_mask, self.kl_controller.value)
+        self._largest_score = scores.abs().max() if scores.numel() else None
+        rewards, kl = kl_shaped_rewards(self.training_scores(scores), logprobs, ref_logprobs, response_mask, kl_mask, self.kl_controller.value)
         advantages, returns = generalized_advantages(
             rewards, values, response_mask, self.hparams.gamma, self.hparams.gae_lambda
         )
         critic_mask = learner_mask if self.critic_name == "learner" else rollout.guide_mask
         if self.hparams.whiten_advantages:
             advantages = whiten(advantages, learner_mask)
+        self._stop_if_non_finite({"the policy's log-probs": logprobs, "the reference's log-probs": ref_logprobs,
+                                  "the critic's values": values, "the returns": returns, "the advantages": advantages},
+                                 f"preparing the rollouts of epoch {self.current_epoch}", scores)
         kl_per_trajectory = kl.sum(-1).mean()
         self._rollout_stats = self._summarize(rollout, scores, kl_per_trajectory, values, returns, critic_mask)
         if self.phase_id is not None:
@@ -238,6 +258,31 @@ class RLGFModule(EvaluationSteps, LightningModule):
             policy_mask=learner_mask, critic_mask=critic_mask,
             old_logprobs=logprobs, old_values=values, advantages=advantages, returns=returns,
         )
+
+    def training_scores(self, scores: Tensor) -> Tensor:
+        """The rewards the returns are built from: scaled by the running moments and clipped, as configured."""
+        scaling = self.hparams.score_scaling
+        if scaling is not None:
+            scores64 = scores.double()
+            totals = torch.stack([torch.tensor(float(scores.numel()), dtype=torch.float64, device=scores.device),
+                                  scores64.sum(), scores64.square().sum()])
+            if self._trainer is not None and self.trainer.world_size > 1:
+                totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
+            self.score_moments.update(*totals)
+        return scale_scores(scores, self.score_moments, scaling, self.hparams.score_clip)
+
+    def _stop_if_non_finite(self, tensors: dict[str, Tensor | None], where: str, scores: Tensor | None = None) -> None:
+        """Raise NonFiniteError naming the tensors that hold NaN or inf, on every rank when any rank has one."""
+        bad = non_finite_names(tensors)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            if not self.trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
+                return
+        elif not bad:
+            return
+        found = describe(bad) if bad else "tensors on another rank"
+        largest = f" The largest |reward| was {float(scores.abs().max()):.3g}." if scores is not None else ""
+        raise NonFiniteError(f"Training diverged: NaN or inf in {found} while {where}.{largest} {REMEDIES} "
+                             "The run stopped before saving this state, so the last checkpoint is the last good one.")
 
     def _sync_mean(self, value: Tensor) -> Tensor:
         """Mean over ranks (identity on one process or without a Trainer)."""
@@ -280,6 +325,8 @@ class RLGFModule(EvaluationSteps, LightningModule):
             value_clip_range=self.hparams.value_clip_range, vf_coef=self.hparams.vf_coef,
             ent_coef=self.hparams.ent_coef,
         )
+        self._step_terms.append({"train/loss": terms.loss.detach(), "train/policy_loss": terms.policy_loss.detach(),
+                                 "train/value_loss": terms.value_loss.detach(), "train/entropy": terms.entropy.detach()})
         size = len(batch)
         log = dict(on_step=False, on_epoch=True, sync_dist=True, batch_size=size)
         self.log("train/reward", self._rollout_stats["train/reward"], prog_bar=True, **log)
@@ -291,6 +338,17 @@ class RLGFModule(EvaluationSteps, LightningModule):
             "train/value_clip_frac": terms.value_clip_frac,
         }, **log)
         return terms.loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Stop before a step that would write NaN or inf into the weights: check this step's loss terms and
+        gradients (one device sync; on every rank when any rank finds one)."""
+        steps, self._step_terms = self._step_terms, []
+        tensors = {name + (f" (micro-batch {i})" if len(steps) > 1 else ""): value
+                   for i, terms in enumerate(steps) for name, value in terms.items()}
+        tensors.update({f"the gradient of {name}": parameter.grad for name, parameter in self.named_parameters()
+                        if parameter.grad is not None})
+        self._stop_if_non_finite(tensors, f"training epoch {self.current_epoch} (global step {self.global_step})",
+                                 self._largest_score)
 
     # ---- optimization ---------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
@@ -319,8 +377,11 @@ class RLGFModule(EvaluationSteps, LightningModule):
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith(REFERENCE_PREFIX)]:
             del state[key]
+        self._stop_if_non_finite(state, "saving a checkpoint (no file was written; the last one is intact)")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["state_dict"]
         for key, value in self.reference.state_dict(prefix=REFERENCE_PREFIX).items():
             state.setdefault(key, value)
+        for key, value in self.score_moments.state_dict(prefix="score_moments.").items():
+            state.setdefault(key, value)  # checkpoints from before score scaling existed

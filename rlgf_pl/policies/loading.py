@@ -18,7 +18,7 @@ from transformers import (
 )
 
 import rlgf_pl.policies.bag_of_words  # noqa: F401  (registers the zoo's bag-of-words models with the Auto classes)
-from rlgf_pl.errors import ConfigError
+from rlgf_pl.errors import ConfigError, ModelLoadError
 from rlgf_pl.policies.base import Policy, PolicyKind
 from rlgf_pl.policies.causal_lm import CausalLMPolicy
 from rlgf_pl.policies.seq2seq import Seq2SeqPolicy
@@ -39,13 +39,13 @@ def parse_dtype(dtype: str | None) -> torch.dtype | None:
     return _DTYPES[dtype]
 
 
-def _load_error(kind: str, name: str, error: Exception) -> OSError:
+def _load_error(kind: str, name: str, error: Exception) -> ModelLoadError:
     looks_local = name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1]
     if looks_local and not Path(name).expanduser().exists():
         reason = f"the directory {name!r} does not exist"
     else:
         reason = str(error).splitlines()[0]
-    return OSError(
+    return ModelLoadError(
         f"Could not load the {kind} {name!r}: {reason}.\n"
         "Pass a Hugging Face hub id (needs a network or a filled HF cache), a local directory written by "
         "`save_pretrained` (with config.json in it), or an offline zoo name such as 'zoo:toy-gpt2' "

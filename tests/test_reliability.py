@@ -1,0 +1,80 @@
+"""Nothing lost: non-finite guards, score scaling, safe checkpoints, context checks, bad files and overrides."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import fast_fit_args
+
+from rlgf_pl.cli import main
+from rlgf_pl.errors import NonFiniteError
+from rlgf_pl.rollout.score_scaling import RunningMoments, merge_moments, scale_scores
+
+
+def _checkpoints(root):
+    return {path.name: path for path in root.rglob("*.ckpt")}
+
+
+def _all_finite(checkpoint) -> bool:
+    state = torch.load(checkpoint, weights_only=True)["state_dict"]
+    return all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point())
+
+
+def test_a_huge_reward_stops_the_run_before_it_saves_nan_weights(tmp_path, toy_model_dir):
+    # Epoch 0 trains and validates on zero rewards and saves; from epoch 1 the reward is 1e30: finite, but the
+    # value loss overflows. Before the guard the run went on, saved NaN weights and deleted epoch 0's checkpoint.
+    args = fast_fit_args(tmp_path, toy_model_dir, epochs=3, extra=[
+        "--data.init_args.reward=helpers.BrokenReward", "--data.init_args.reward.init_args.kind=huge",
+        "--data.init_args.reward.init_args.after=2"])
+    with pytest.raises(NonFiniteError, match=r"(?s)NaN or inf in .*epoch 1.*largest \|reward\| was 1e\+30.*score_clip"):
+        main(args)
+    checkpoints = _checkpoints(tmp_path)
+    assert set(checkpoints) == {"last.ckpt", "epoch=0-step=16.ckpt"}, checkpoints
+    assert all(_all_finite(path) for path in checkpoints.values())
+    assert torch.load(checkpoints["last.ckpt"], weights_only=True)["epoch"] == 0
+
+
+def test_score_clip_trains_through_the_same_huge_reward(tmp_path, toy_model_dir):
+    main(fast_fit_args(tmp_path, toy_model_dir, epochs=2, extra=[
+        "--data.init_args.reward=helpers.BrokenReward", "--data.init_args.reward.init_args.kind=huge",
+        "--data.init_args.reward.init_args.after=0", "--model.init_args.score_scaling=std",
+        "--model.init_args.score_clip=5"]))
+    last = _checkpoints(tmp_path)["last.ckpt"]
+    assert _all_finite(last)
+    state = torch.load(last, weights_only=True)["state_dict"]
+    assert state["score_moments.count"] == 2 * 64 and state["score_moments.mean"] == pytest.approx(1e30)
+
+
+def test_a_checkpoint_with_non_finite_weights_is_never_written(tmp_path, toy_model_dir):
+    args = fast_fit_args(tmp_path, toy_model_dir, epochs=3, extra=["--trainer.callbacks+=helpers.PoisonWeightsAt",
+                                                                   "--trainer.callbacks.epoch=1"])
+    with pytest.raises(NonFiniteError, match=r"saving a checkpoint \(no file was written"):
+        main(args)
+    checkpoints = _checkpoints(tmp_path)
+    assert set(checkpoints) == {"last.ckpt", "epoch=0-step=16.ckpt"}, checkpoints
+    assert torch.load(checkpoints["last.ckpt"], weights_only=True)["epoch"] == 0
+    assert all(_all_finite(path) for path in checkpoints.values())
+
+
+def test_running_moments_match_the_moments_of_all_scores_seen():
+    moments = RunningMoments()
+    batches = [torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0]), torch.tensor([-4.0, 0.5])]
+    for batch in batches:
+        moments.update(torch.tensor(float(len(batch))), batch.sum(), batch.square().sum())
+    everything = torch.cat(batches).double()
+    assert moments.count == 6
+    assert moments.mean.item() == pytest.approx(everything.mean().item())
+    assert moments.var.item() == pytest.approx(everything.var(unbiased=False).item())
+    # hand-worked: {1, 3} then {5}: mean 3, population variance (4 + 0 + 4) / 3
+    count, mean, var = merge_moments(*(torch.tensor(v, dtype=torch.float64) for v in (2.0, 2.0, 1.0, 1.0, 5.0, 25.0)))
+    assert (count.item(), mean.item(), var.item()) == pytest.approx((3.0, 3.0, 8.0 / 3.0))
+
+
+def test_scale_scores_scales_standardizes_and_clips():
+    moments = RunningMoments()
+    moments.update(torch.tensor(2.0), torch.tensor(4.0), torch.tensor(10.0))  # {1, 3}: mean 2, std 1
+    scores = torch.tensor([4.0, -2.0])
+    assert torch.allclose(scale_scores(scores, moments, "std", None), torch.tensor([4.0, -2.0]))
+    assert torch.allclose(scale_scores(scores, moments, "mean_std", None), torch.tensor([2.0, -4.0]))
+    assert torch.allclose(scale_scores(scores, moments, "mean_std", 3.0), torch.tensor([2.0, -3.0]))
+    assert torch.equal(scale_scores(scores, moments, None, None), scores)
