@@ -7,7 +7,8 @@ import torch
 from conftest import fast_fit_args
 
 from rlgf_pl.cli import main
-from rlgf_pl.errors import NonFiniteError
+from rlgf_pl.errors import ConfigError, NonFiniteError
+from rlgf_pl.policies.context import check_fits, context_window
 from rlgf_pl.rollout.score_scaling import RunningMoments, merge_moments, scale_scores
 
 
@@ -78,3 +79,38 @@ def test_scale_scores_scales_standardizes_and_clips():
     assert torch.allclose(scale_scores(scores, moments, "mean_std", None), torch.tensor([2.0, -4.0]))
     assert torch.allclose(scale_scores(scores, moments, "mean_std", 3.0), torch.tensor([2.0, -3.0]))
     assert torch.equal(scale_scores(scores, moments, None, None), scores)
+
+
+@pytest.mark.parametrize("stage", ["fit", "test"])
+def test_prompt_plus_response_beyond_the_context_is_named_before_any_generation(tmp_path, toy_model_dir, stage):
+    # The toy GPT-2 holds 256 positions; 16 prompt tokens + 300 new ones used to give a raw IndexError.
+    args = fast_fit_args(tmp_path, toy_model_dir, extra=["--data.init_args.eval_generation.max_new_tokens=300"])
+    if stage == "test":
+        args = ["test", *args[1:]]
+    with pytest.raises(ConfigError, match=r"(?s)16 \+ 300 = 316 tokens do not fit the learner .*n_positions = 256.*"
+                                          r"max_new_tokens .* at most 240.*max_prompt_tokens to at most 0"):
+        main(args)
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_the_guide_context_is_checked_too(tmp_path, toy_model_dir):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from rlgf_pl.zoo.toy import build_toy_tokenizer
+
+    guide = tmp_path / "short-guide"
+    tokenizer = build_toy_tokenizer()
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=20, n_embd=16, n_layer=1, n_head=2)
+                    ).save_pretrained(guide)
+    tokenizer.save_pretrained(guide)
+    with pytest.raises(ConfigError, match=r"16 \+ 12 = 28 tokens do not fit the guide .*short-guide.*n_positions = 20"):
+        main(fast_fit_args(tmp_path, toy_model_dir, config="ppo_pp", guide=guide))
+
+
+def test_context_window_reads_absolute_positions_and_skips_relative_ones():
+    from transformers import GPT2Config, LlamaConfig, T5Config
+
+    assert context_window(GPT2Config(n_positions=64)) == ("n_positions", 64)
+    assert context_window(LlamaConfig(max_position_embeddings=128)) == ("max_position_embeddings", 128)
+    assert context_window(T5Config()) is None
+    check_fits("the learner", "t5", "seq2seq", T5Config(), 10_000, 10_000)  # relative positions: no bound

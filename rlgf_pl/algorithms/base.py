@@ -20,6 +20,7 @@ from rlgf_pl.algorithms.losses import ppo_loss
 from rlgf_pl.algorithms.models import build_agent_models
 from rlgf_pl.errors import ConfigError, NonFiniteError
 from rlgf_pl.policies.base import Policy
+from rlgf_pl.policies.context import check_fits
 from rlgf_pl.policies.critic import ValueModel
 from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.policies.loading import KindSetting, check_kind
@@ -153,6 +154,33 @@ class RLGFModule(EvaluationSteps, LightningModule):
         # from_pretrained returns eval-mode models; with dropout off, train mode is the same function and
         # keeps Lightning's mode bookkeeping quiet. Rollouts are prepared under eval() regardless.
         self.train()
+
+    def on_fit_start(self) -> None:
+        self.check_context_lengths("fit")
+
+    def on_validation_start(self) -> None:
+        if self.trainer.state.fn == "validate":
+            self.check_context_lengths("validate")
+
+    def on_test_start(self) -> None:
+        self.check_context_lengths("test")
+
+    def check_context_lengths(self, stage: str) -> None:
+        """Before any generation: the longest prompt plus the longest response of `stage` must fit the learner,
+        the critics' own trunks and the guide, or a named error says which model and what to lower."""
+        environment = self.environment
+        settings = [environment.eval_generation] + ([environment.generation] if stage == "fit" else [])
+        new_tokens = max(setting.max_new_tokens for setting in settings)
+        models = [("the learner", self.hparams.model, self.policy)]
+        for critic in (self.critic, self.guide_critic):
+            if critic is not None and critic.backbone is not self.policy.trunk:
+                models.append(("the critic trunk", self.hparams.critic_model or self.hparams.model, critic.backbone))
+        if environment.guide is not None:
+            models.append(("the guide", environment.guide.name, environment.guide.policy))
+        for role, name, network in models:
+            model = network.model if isinstance(network, Policy) else network
+            kind = network.kind if isinstance(network, Policy) else self.policy.kind
+            check_fits(role, name, kind, model.config, environment.max_prompt_tokens, new_tokens)
 
     @property
     def environment(self) -> RolloutDataModule:
