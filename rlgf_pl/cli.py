@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from jsonargparse import Namespace
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.cli import LightningCLI
 
 from rlgf_pl.algorithms.base import RLGFModule
+from rlgf_pl.checkpoints import LIGHTNING_CKPT_KEYWORDS, merge_stored_settings, read_checkpoint
 from rlgf_pl.data.datamodule import RolloutDataModule
 
 
@@ -23,6 +26,44 @@ class RLGFCLI(LightningCLI):
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         return {key: value for key, value in LightningCLI.subcommands().items() if key in ("fit", "validate", "test")}
+
+    def parse_arguments(self, parser, args) -> None:
+        self._arguments = args  # kept to tell the settings the user wrote from defaults (_parse_ckpt_path)
+        super().parse_arguments(parser, args)
+
+    def _parse_ckpt_path(self) -> None:
+        """With `--ckpt_path`: read the file safely (named errors for what is not a checkpoint) and take the
+        model settings it was trained with, except those the user wrote, which win where that is safe (a moved
+        model directory) and raise a named error where it is not (another algorithm or weight layout)."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or str(ckpt_path).split(":")[0] in LIGHTNING_CKPT_KEYWORDS:
+            return
+        stored = dict(read_checkpoint(ckpt_path).get("hyper_parameters") or {})
+        stored.pop("_instantiator", None)
+        stored_class = stored.pop("_class_path", None)
+        if not stored:
+            return
+        given_class, given = self._model_settings_given(subcommand)
+        merged, overrides = merge_stored_settings(stored_class, stored, given_class, given)
+        if overrides:
+            _say(f"rlgf: these settings override the checkpoint's: {'; '.join(overrides)}")
+        model = {"class_path": stored_class, "dict_kwargs": merged} if stored_class else merged
+        self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
+
+    def _model_settings_given(self, subcommand: str) -> tuple[str | None, dict[str, Any]]:
+        """The model class path and init args the user wrote in config files and flags (no defaults)."""
+        arguments = self._arguments
+        if isinstance(arguments, (dict, Namespace)):
+            given = Namespace(arguments) if isinstance(arguments, dict) else arguments
+        else:
+            given = self.parser.parse_args(sys.argv[1:] if arguments is None else arguments, defaults=False)
+            given = given.get(subcommand) or Namespace()
+        model = given.get("model")
+        if not isinstance(model, Namespace):
+            return None, {}
+        init_args = model.get("init_args") or Namespace()
+        return model.get("class_path"), _plain(init_args)
 
     def before_instantiate_classes(self) -> None:
         """Default logger: TensorBoard under `{default_root_dir}/{algorithm}/version_N`, so runs of
@@ -35,6 +76,15 @@ class RLGFCLI(LightningCLI):
                 class_path="lightning.pytorch.loggers.TensorBoardLogger",
                 init_args=Namespace(save_dir=str(root), name=algorithm),
             )
+
+
+def _plain(value: Any) -> Any:
+    return value.as_dict() if isinstance(value, Namespace) else value
+
+
+@rank_zero_only
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> RLGFCLI:

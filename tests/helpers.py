@@ -53,3 +53,21 @@ class PoisonWeightsAt(Callback):
 
             with torch.no_grad():
                 next(pl_module.policy.parameters()).view(-1)[0] = float("nan")
+
+
+def leave_mark(path: str) -> str:
+    """Writes a file; a pickle that calls it on load shows the load ran code from the file."""
+    from pathlib import Path
+
+    Path(path).write_text("unpickled")
+    return path
+
+
+class RunsCodeWhenUnpickled:
+    """An object whose unpickling calls `leave_mark(path)`: the shape of a hostile checkpoint."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return leave_mark, (self.path,)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import fast_fit_args
+from conftest import REPO, fast_fit_args
 
 from rlgf_pl.cli import main
-from rlgf_pl.errors import ConfigError, NonFiniteError
+from rlgf_pl.errors import CheckpointError, ConfigError, NonFiniteError
 from rlgf_pl.policies.context import check_fits, context_window
 from rlgf_pl.rollout.score_scaling import RunningMoments, merge_moments, scale_scores
 
@@ -114,3 +114,88 @@ def test_context_window_reads_absolute_positions_and_skips_relative_ones():
     assert context_window(LlamaConfig(max_position_embeddings=128)) == ("max_position_embeddings", 128)
     assert context_window(T5Config()) is None
     check_fits("the learner", "t5", "seq2seq", T5Config(), 10_000, 10_000)  # relative positions: no bound
+
+
+@pytest.fixture(scope="module")
+def trained_ppo(tmp_path_factory, toy_model_dir):
+    """A 1-epoch toy PPO run: its checkpoint and its (movable) model directory."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("trained-ppo")
+    model = root / "model"
+    shutil.copytree(toy_model_dir, model)
+    main(fast_fit_args(root / "run", model, epochs=1))
+    (checkpoint,) = (root / "run").rglob("last.ckpt")
+    return checkpoint, model
+
+
+def _test_args(tmp_path, checkpoint, config="ppo", extra=()):
+    return ["test", "--config", str(REPO / f"configs/toy/{config}.yaml"), "--data.init_args.guide=null",
+            f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false",
+            f"--ckpt_path={checkpoint}", *extra]
+
+
+def test_a_text_file_as_checkpoint_is_named(tmp_path, trained_ppo):
+    path = tmp_path / "notes.ckpt"
+    path.write_text("epoch 3 looked good")
+    with pytest.raises(CheckpointError, match=r"notes\.ckpt is not a checkpoint: .*not one \(it starts with 'epoch 3"):
+        main(_test_args(tmp_path, path, extra=[f"--model.init_args.model={trained_ppo[1]}"]))
+
+
+def test_a_hostile_pickle_is_refused_without_running_its_code(tmp_path, trained_ppo):
+    from helpers import RunsCodeWhenUnpickled
+
+    mark = tmp_path / "mark"
+    path = tmp_path / "hostile.ckpt"
+    torch.save({"state_dict": {}, "payload": RunsCodeWhenUnpickled(str(mark))}, path)
+    with pytest.raises(CheckpointError, match=r"hostile\.ckpt holds Python objects that a safe load refuses") as error:
+        main(_test_args(tmp_path, path, extra=[f"--model.init_args.model={trained_ppo[1]}"]))
+    assert "weights_only=False" not in str(error.value) and error.value.__cause__ is None
+    assert not mark.exists(), "the file's code must never run"
+
+
+def test_a_state_dict_file_is_not_a_lightning_checkpoint(tmp_path, trained_ppo):
+    path = tmp_path / "weights.pt"
+    torch.save({"transformer.wte.weight": torch.zeros(2, 2)}, path)
+    with pytest.raises(CheckpointError, match=r"weights\.pt is a torch file but not a Lightning checkpoint"):
+        main(_test_args(tmp_path, path, extra=[f"--model.init_args.model={trained_ppo[1]}"]))
+
+
+def test_a_moved_model_directory_wins_over_the_checkpoint_and_says_so(tmp_path, trained_ppo, capsys):
+    checkpoint, model = trained_ppo
+    moved = tmp_path / "moved"
+    model.rename(moved)
+    try:
+        main(_test_args(tmp_path, checkpoint, extra=[f"--model.init_args.model={moved}"]))
+    finally:
+        moved.rename(model)
+    assert list(tmp_path.rglob("test_results.json"))
+    line = f"these settings override the checkpoint's: model: '{model}' -> '{moved}'"
+    assert capsys.readouterr().err.count(line) == 1
+
+
+def test_another_algorithm_than_the_checkpoints_is_refused(tmp_path, trained_ppo):
+    with pytest.raises(CheckpointError, match=r"trained with PPO, but this run's config asks for AggreVaTeD"):
+        main(_test_args(tmp_path, trained_ppo[0], config="aggrevated",
+                        extra=[f"--model.init_args.model={trained_ppo[1]}"]))
+
+
+def test_a_weight_layout_change_is_refused(tmp_path, trained_ppo):
+    with pytest.raises(CheckpointError, match=r"critic_share_trunk: checkpoint False, config True"):
+        main(_test_args(tmp_path, trained_ppo[0], extra=[f"--model.init_args.model={trained_ppo[1]}",
+                                                         "--model.init_args.critic_share_trunk=true"]))
+
+
+def test_a_model_of_another_architecture_is_named(tmp_path, trained_ppo):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from rlgf_pl.zoo.toy import build_toy_tokenizer
+
+    other = tmp_path / "wider"
+    tokenizer = build_toy_tokenizer()
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=256, n_embd=48, n_layer=2, n_head=2)
+                    ).save_pretrained(other)
+    tokenizer.save_pretrained(other)
+    with pytest.raises(CheckpointError, match=r"weights do not fit .*wider.*shapes differ \(policy\.model\..* \(\S+, 32\) in "
+                                              r"the checkpoint, \(\S+, 48\) here"):
+        main(_test_args(tmp_path, trained_ppo[0], extra=[f"--model.init_args.model={other}"]))

@@ -18,7 +18,8 @@ from rlgf_pl.algorithms.evaluation import EvaluationSteps
 from rlgf_pl.algorithms.guards import REMEDIES, describe, non_finite_names
 from rlgf_pl.algorithms.losses import ppo_loss
 from rlgf_pl.algorithms.models import build_agent_models
-from rlgf_pl.errors import ConfigError, NonFiniteError
+from rlgf_pl.checkpoints import state_mismatch
+from rlgf_pl.errors import CheckpointError, ConfigError, NonFiniteError
 from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.context import check_fits
 from rlgf_pl.policies.critic import ValueModel
@@ -413,3 +414,8 @@ class RLGFModule(EvaluationSteps, LightningModule):
             state.setdefault(key, value)
         for key, value in self.score_moments.state_dict(prefix="score_moments.").items():
             state.setdefault(key, value)  # checkpoints from before score scaling existed
+        mismatch = state_mismatch(state, self.state_dict())
+        if mismatch:
+            raise CheckpointError(
+                f"The checkpoint's weights do not fit the models of this run (model={self.hparams.model!r}): "
+                f"{mismatch}. Load it with the model it was trained with (see config.yaml in its version folder).")
