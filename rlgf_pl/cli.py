@@ -7,17 +7,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 from jsonargparse import Namespace
 from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 
 from rlgf_pl.algorithms.base import RLGFModule
 from rlgf_pl.checkpoints import LIGHTNING_CKPT_KEYWORDS, merge_stored_settings, read_checkpoint
 from rlgf_pl.data.datamodule import RolloutDataModule
+from rlgf_pl.errors import TRACEBACK_VARIABLE, UserInputError
 
 
 class RLGFCLI(LightningCLI):
@@ -65,6 +70,14 @@ class RLGFCLI(LightningCLI):
         init_args = model.get("init_args") or Namespace()
         return model.get("class_path"), _plain(init_args)
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException:
+            if self.trainer.is_global_zero:
+                remove_unused_log_dir(self.trainer)
+            raise
+
     def before_instantiate_classes(self) -> None:
         """Default logger: TensorBoard under `{default_root_dir}/{algorithm}/version_N`, so runs of
         different algorithms sharing one trainer config land in separate folders."""
@@ -85,6 +98,22 @@ def _plain(value: Any) -> Any:
 @rank_zero_only
 def _say(line: str) -> None:
     print(line, file=sys.stderr)
+
+
+def remove_unused_log_dir(trainer: Trainer) -> None:
+    """After a failed run, delete its logger's `version_N` folder if the run left nothing worth keeping there:
+    no checkpoint, no test results, and (for fit) not one optimizer step. Its empty parent goes too."""
+    logger = trainer.logger
+    log_dir = getattr(logger, "log_dir", None) if logger is not None else None
+    if log_dir is None or not Path(log_dir).name.startswith("version_") or not Path(log_dir).is_dir():
+        return
+    log_dir = Path(log_dir)
+    kept = [path for path in log_dir.rglob("*") if path.suffix == ".ckpt" or path.name.startswith("test_results")]
+    if kept or (trainer.state.fn == "fit" and trainer.global_step > 0):
+        return
+    shutil.rmtree(log_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        log_dir.parent.rmdir()  # only when empty
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> RLGFCLI:
@@ -108,7 +137,26 @@ def main(argv: list[str] | None = None) -> None:
 
         raise SystemExit(zoo_main(words[1:]))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    build_cli(argv)  # None: LightningCLI reads sys.argv itself
+    try:
+        build_cli(argv)  # None: LightningCLI reads sys.argv itself
+    except Exception as error:
+        cause = user_input_error(error)
+        if cause is None or os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+            raise
+        print(f"rlgf: error: {cause}\n(set {TRACEBACK_VARIABLE}=1 to see the traceback)", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def user_input_error(error: BaseException | None) -> UserInputError | None:
+    """The UserInputError behind `error`, also where a library wrapped it (jsonargparse re-raises errors from a
+    class's __init__ as its own ValueError)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, UserInputError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 if __name__ == "__main__":

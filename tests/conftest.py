@@ -10,6 +10,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ["RLGF_TRACEBACK"] = "1"  # `main` raises user-input errors here; the CLI test unsets it
 os.environ.setdefault("RLGF_CACHE", tempfile.mkdtemp(prefix="rlgf-test-cache-"))
 
 import pytest  # noqa: E402

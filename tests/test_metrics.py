@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.metrics import (
     BLEU,
     CHRF,
@@ -24,7 +25,6 @@ from rlgf_pl.metrics import (
     SemanticSimilarity,
     evaluation_collection,
 )
-from rlgf_pl.errors import ConfigError
 from rlgf_pl.metrics.cider import cider_d
 from rlgf_pl.metrics.meteor import meteor
 from rlgf_pl.metrics.perplexity import encode_continuations

@@ -91,6 +91,19 @@ def test_prompt_plus_response_beyond_the_context_is_named_before_any_generation(
                                           r"max_new_tokens .* at most 240.*max_prompt_tokens to at most 0"):
         main(args)
     assert not list(tmp_path.rglob("*.ckpt"))
+    assert not list(tmp_path.rglob("version_*")), "a run that failed before training leaves no version folder"
+
+
+def test_the_command_prints_a_user_error_without_a_traceback(tmp_path, toy_model_dir, monkeypatch, capsys):
+    args = fast_fit_args(tmp_path, toy_model_dir, extra=["--data.init_args.eval_generation.max_new_tokens=300"])
+    monkeypatch.delenv("RLGF_TRACEBACK")
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "rlgf: error: data.max_prompt_tokens + max_new_tokens = 16 + 300 = 316 tokens" in err
+    assert "RLGF_TRACEBACK=1" in err and "Traceback" not in err
+    assert not list(tmp_path.rglob("version_*"))
 
 
 def test_the_guide_context_is_checked_too(tmp_path, toy_model_dir):
@@ -199,3 +212,20 @@ def test_a_model_of_another_architecture_is_named(tmp_path, trained_ppo):
     with pytest.raises(CheckpointError, match=r"weights do not fit .*wider.*shapes differ \(policy\.model\..* \(\S+, 32\) in "
                                               r"the checkpoint, \(\S+, 48\) here"):
         main(_test_args(tmp_path, trained_ppo[0], extra=[f"--model.init_args.model={other}"]))
+
+
+def test_the_console_script_prints_a_wrapped_config_error_in_one_line(tmp_path, toy_model_dir):
+    # jsonargparse re-raises errors from a class's __init__ as its own ValueError; the message still comes first.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {key: value for key, value in os.environ.items() if key != "RLGF_TRACEBACK"}
+    env["PYTHONPATH"] = str(REPO)
+    command = [str(Path(sys.executable).parent / "rlgf"),
+               *fast_fit_args(tmp_path, toy_model_dir, extra=["--data.init_args.minibatch_size=0"])]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 1
+    assert "rlgf: error: data.minibatch_size must be >= 1, got 0." in completed.stderr
+    assert "Traceback" not in completed.stderr

@@ -33,9 +33,9 @@ from rlgf_pl.rollout.advantages import (
 )
 from rlgf_pl.rollout.containers import PPOBatch, Rollout
 from rlgf_pl.rollout.kl import KLController
-from rlgf_pl.rollout.score_scaling import RunningMoments, ScoreScaling, scale_scores
 from rlgf_pl.rollout.plan import Plan
 from rlgf_pl.rollout.sampler import RolloutSampler, evaluation_mode
+from rlgf_pl.rollout.score_scaling import RunningMoments, ScoreScaling, scale_scores
 from rlgf_pl.zoo.registry import resolve_model_path
 
 if TYPE_CHECKING:
