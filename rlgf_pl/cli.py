@@ -3,6 +3,7 @@
     rlgf fit --config configs/toy/ppo.yaml
     rlgf test --config configs/toy/ppo.yaml --ckpt_path runs/.../last.ckpt
     rlgf zoo list | rlgf zoo build [NAME ...]
+    rlgf serve MODEL --port 8000   (an OpenAI-compatible server for a guide; see rlgf_pl/serving.py)
 """
 
 from __future__ import annotations
@@ -136,6 +137,10 @@ def main(argv: list[str] | None = None) -> None:
         from rlgf_pl.zoo.registry import zoo_main
 
         raise SystemExit(zoo_main(words[1:]))
+    if words[:1] == ["serve"]:
+        from rlgf_pl.serving import serve_main
+
+        raise SystemExit(serve_main(words[1:]))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         build_cli(argv)  # None: LightningCLI reads sys.argv itself

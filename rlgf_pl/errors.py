@@ -33,3 +33,11 @@ class NonFiniteError(UserInputError, FloatingPointError):
 
 class ModelLoadError(UserInputError, OSError):
     """A model or tokenizer named in the config cannot be loaded."""
+
+
+class GuideServerError(UserInputError, ConnectionError):
+    """A guide behind an API cannot be reached, or keeps failing after its retries."""
+
+
+class GuideResponseError(UserInputError, ValueError):
+    """A guide's server answered with something that is not an OpenAI-style completion."""

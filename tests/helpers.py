@@ -71,3 +71,96 @@ class RunsCodeWhenUnpickled:
 
     def __reduce__(self):
         return leave_mark, (self.path,)
+
+
+class KillProcessAt(Callback):
+    """Kills process `pid` (SIGKILL) at the end of training epoch `epoch`: a guide server dying mid-run."""
+
+    def __init__(self, pid: int, epoch: int = 0) -> None:
+        self.pid = pid
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            import os
+            import signal
+
+            os.kill(self.pid, signal.SIGKILL)
+
+
+class FaultProxy:
+    """An HTTP proxy in front of a guide server that can turn faulty: 'ok' forwards every request, '429'
+    answers Too Many Requests, 'garbage' answers 200 with a body that is not JSON. `fail_next` faults only that
+    many requests, then forwards again. The newest proxy is `FaultProxy.current` (for `FaultsFrom`)."""
+
+    current: FaultProxy | None = None
+
+    def __init__(self, target: str, fault: str = "ok", fail_next: int | None = None) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import httpx
+
+        self.target, self.fault, self.fail_next = target.rstrip("/"), fault, fail_next
+        self.faults = 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _send(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:  # noqa: N802
+                response = httpx.get(proxy.target + self.path.removeprefix("/v1"))
+                self._send(response.status_code, response.content)
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                fault = proxy.take_fault()
+                if fault == "429":
+                    self._send(429, b'{"error": {"message": "rate limited"}}')
+                elif fault == "garbage":
+                    self._send(200, b"<html>oops, a proxy error page</html>")
+                else:
+                    response = httpx.post(proxy.target + self.path.removeprefix("/v1"), content=body,
+                                          headers={"Content-Type": "application/json"}, timeout=60)
+                    self._send(response.status_code, response.content)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self._lock = threading.Lock()
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        FaultProxy.current = self
+
+    def take_fault(self) -> str:
+        with self._lock:
+            if self.fault == "ok" or self.fail_next == 0:
+                return "ok"
+            if self.fail_next is not None:
+                self.fail_next -= 1
+            self.faults += 1
+            return self.fault
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FaultsFrom(Callback):
+    """From the end of training epoch `epoch` on, the current FaultProxy answers with `fault`."""
+
+    def __init__(self, fault: str, epoch: int = 0) -> None:
+        self.fault = fault
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            FaultProxy.current.fault = self.fault

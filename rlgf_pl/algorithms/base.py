@@ -176,7 +176,7 @@ class RLGFModule(EvaluationSteps, LightningModule):
         for critic in (self.critic, self.guide_critic):
             if critic is not None and critic.backbone is not self.policy.trunk:
                 models.append(("the critic trunk", self.hparams.critic_model or self.hparams.model, critic.backbone))
-        if environment.guide is not None:
+        if environment.guide is not None and environment.guide.policy is not None:  # a remote guide has none
             models.append(("the guide", environment.guide.name, environment.guide.policy))
         for role, name, network in models:
             model = network.model if isinstance(network, Policy) else network

@@ -20,7 +20,7 @@ from rlgf_pl.data.tasks.base import PromptTask, drop_empty_prompts
 from rlgf_pl.errors import ConfigError, DataError
 from rlgf_pl.metrics.collection import default_metrics, evaluation_collection
 from rlgf_pl.policies.generation import GenerationSettings
-from rlgf_pl.policies.guide import Guide
+from rlgf_pl.policies.guide import GuideBase
 from rlgf_pl.rewards.base import Reward, check_scores
 from rlgf_pl.rollout.containers import Rollout
 
@@ -60,7 +60,7 @@ class RolloutDataModule(LightningDataModule):
         self,
         task: PromptTask,
         reward: Reward,
-        guide: Guide | None = None,
+        guide: GuideBase | None = None,
         rollouts_per_epoch: int = 112,
         minibatch_size: int = 28,
         ppo_epochs: int = 5,
@@ -143,7 +143,7 @@ class RolloutDataModule(LightningDataModule):
             self.rollouts_per_rank  # noqa: B018  (fail now, with the fix, rather than mid-epoch)
         device = self.device
         if self.guide is not None:
-            self.guide.to(device)  # loads its weights on first use
+            self.guide.setup(device)  # loads its weights (or reaches its server) on first use
         self.reward.to(device)
 
     @property

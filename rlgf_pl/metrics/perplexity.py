@@ -122,7 +122,7 @@ class ReferencePerplexity(_Perplexity):
 
     def update(self, samples: EvaluationSamples) -> None:
         pairs = [(prompt, ref) for prompt, refs in zip(samples.prompts, samples.references) for ref in refs if ref.strip()]
-        if not pairs:
+        if not pairs or samples.policy is None:  # a guide behind an API has no network to score with
             return
         prompts = [p for p, _ in pairs]
         references = [joined_reference(p, r) if samples.policy.continues_prompt_text else r for p, r in pairs]

@@ -17,14 +17,15 @@ class EvaluationSamples:
     Attributes:
         rollout: The continuations, as text and as tokens of the learner's vocabulary.
         scores: [B] rewards.
-        policy: The policy being evaluated (the learner, or the guide's policy for the guide baseline).
+        policy: The policy being evaluated (the learner, or the guide's policy for the guide baseline); None for a
+            guide behind an API, which has no local network to score text with.
         reference: The frozen reference LM (the learner at the start of training).
         max_prompt_tokens: Prompts are cut from the left to this many tokens.
     """
 
     rollout: Rollout
     scores: Tensor
-    policy: Policy
+    policy: Policy | None
     reference: Policy
     max_prompt_tokens: int
 

@@ -3,6 +3,8 @@ let it (or the learner) continue a batch of trajectories in the learner's tokens
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 from torch import Tensor
 
@@ -20,7 +22,27 @@ def same_vocabulary(first, second) -> bool:
     return first.get_vocab() == second.get_vocab() and first.eos_token_id == second.eos_token_id
 
 
-class Guide:
+class GuideBase(ABC):
+    """What the environment and the sampler need of a guide: a name, a writer of learner tokens, and a
+    `setup` on the rank's device. `policy` is the local network where there is one (None for a guide behind
+    an API): evaluation scores the guide's fluency with it, and the context check reads its config."""
+
+    name: str
+
+    @property
+    def policy(self) -> Policy | None:
+        return None
+
+    def setup(self, device: torch.device | str) -> GuideBase:
+        """Get ready to write on `device` (load weights, reach a server); called in the data module's setup."""
+        return self
+
+    @abstractmethod
+    def writer(self, learner: Policy) -> TokenWriter | TextWriter:
+        """The guide as a writer of `learner` tokens."""
+
+
+class Guide(GuideBase):
     """A frozen guide policy. It is held by the data module (the environment), never by the agent.
 
     It never enters an optimizer or a checkpoint and is always in `eval()` mode. Its weights load on first
@@ -69,16 +91,16 @@ class Guide:
             self._policy = policy
         return self._policy
 
-    def to(self, device: torch.device | str) -> Guide:
+    def setup(self, device: torch.device | str) -> Guide:
         self.policy.to(device)
         return self
 
-    def writer(self, learner: Policy) -> TokenWriter:
+    def writer(self, learner: Policy) -> TokenWriter | TextWriter:
         """The guide as a writer of learner tokens: direct when vocabularies match, through text otherwise."""
         if not self.chat_template and same_vocabulary(self.policy.tokenizer, learner.tokenizer):
             return TokenWriter(self.policy, self.generation)
-        return TextBridgeWriter(self.policy, self.generation, learner, self.format_prompts if self.chat_template
-                                else None)
+        return TextBridgeWriter(learner, self.policy, self.generation,
+                                self.format_prompts if self.chat_template else None)
 
     def format_prompts(self, prompts: list[str]) -> list[str]:
         """Prompts as the guide's chat template writes a user turn followed by the assistant's turn."""
@@ -103,52 +125,43 @@ class TokenWriter:
             new learner tokens [B, T] padded after each end, and lengths [B].
         """
         with torch.no_grad():
-            return self.policy.generate(query_ids, query_mask, self._settings(max_new_tokens), prefix_ids, prefix_mask)
-
-    def _settings(self, max_new_tokens: int) -> GenerationSettings:
-        return GenerationSettings(**{**vars(self.settings), "max_new_tokens": max_new_tokens,
-                                     "min_new_tokens": min(self.settings.min_new_tokens, max_new_tokens)})
+            return self.policy.generate(query_ids, query_mask, with_budget(self.settings, max_new_tokens), prefix_ids,
+                                        prefix_mask)
 
 
-class TextBridgeWriter(TokenWriter):
-    """A guide with another tokenizer (or a chat template): decode the learner's prompt and prefix to text,
-    let the guide continue them, and re-encode the continuation with the learner's tokenizer where it
-    follows prompt and prefix (masks live on learner tokens).
+def with_budget(settings: GenerationSettings, max_new_tokens: int) -> GenerationSettings:
+    """`settings` with `max_new_tokens` (and `min_new_tokens` no larger)."""
+    return GenerationSettings(**{**vars(settings), "max_new_tokens": max_new_tokens,
+                                 "min_new_tokens": min(settings.min_new_tokens, max_new_tokens)})
+
+
+class TextWriter(ABC):
+    """A writer that continues text: decode the learner's prompts and prefixes, get each continuation as text
+    (`continue_texts`), and re-encode it with the learner's tokenizer where it follows prompt and prefix
+    (masks live on learner tokens), with the learner's end token where the text ended.
 
     Args:
-        policy: The guide's policy.
-        settings: The guide's decoding settings.
         learner: The learner, whose tokens the result is in.
-        format_prompts: Turns prompt texts into the guide's prompts (its chat template), or None.
     """
 
-    def __init__(self, policy: Policy, settings: GenerationSettings, learner: Policy, format_prompts=None) -> None:
-        super().__init__(policy, settings)
+    def __init__(self, learner: Policy) -> None:
         self.learner = learner
-        self.format_prompts = format_prompts
+
+    @abstractmethod
+    def continue_texts(self, prompts: list[str], prefixes: list[str], max_new_tokens: int) -> tuple[list[str], Tensor]:
+        """Each prompt's continuation after its prefix (text as it reads after prefix, leading space kept), and
+        whether it ended on its own (an end token or stop string, not the length limit). -> texts, ended [B]."""
 
     def write(self, query_ids: Tensor, query_mask: Tensor, prefix_ids: Tensor, prefix_mask: Tensor,
               max_new_tokens: int) -> tuple[Tensor, Tensor]:
-        guide, learner = self.policy, self.learner
+        learner = self.learner
         prompts = learner.decode(query_ids, query_mask)
-        prefixes = learner.decode(prefix_ids, prefix_mask)
-        if self.format_prompts is None:
-            guide_prompts = prompts
-            guide_query = guide.encode_prompts(guide_prompts, None)
-        else:  # the template writes its own special tokens as text
-            guide_prompts = self.format_prompts(prompts)
-            guide_query = guide.encode_prompts(guide_prompts, None, add_special_tokens=False)
-        guide_prefix = guide.encode_responses(guide_prompts, prefixes, None)
-        with torch.no_grad():
-            tokens, lengths = guide.generate(*guide_query, self._settings(max_new_tokens), *guide_prefix)
-        last = tokens.gather(1, (lengths - 1).clamp(min=0)[:, None]).squeeze(1)
-        ended = (lengths > 0) & torch.isin(last, torch.tensor(guide.eos_token_ids or [-1], device=last.device))
-        keep = torch.arange(tokens.shape[1], device=tokens.device) < lengths[:, None]
-        continuations = guide.decode_after(*guide_query, tokens, keep.long(), *guide_prefix)
+        prefixes = learner.decode_after(query_ids, query_mask, prefix_ids, prefix_mask)  # as it reads after the prompt
+        continuations, ended = self.continue_texts(prompts, prefixes, max_new_tokens)
         contexts = [prompt + prefix for prompt, prefix in zip(prompts, prefixes)]
         new_ids, new_mask = learner.encode_responses(contexts, continuations, max_new_tokens)
-        return self._close(new_ids.to(query_ids.device), new_mask.sum(-1).to(query_ids.device),
-                           ended.to(query_ids.device), max_new_tokens)
+        device = query_ids.device
+        return self._close(new_ids.to(device), new_mask.sum(-1).to(device), ended.to(device), max_new_tokens)
 
     def _close(self, ids: Tensor, lengths: Tensor, ended: Tensor, max_new_tokens: int) -> tuple[Tensor, Tensor]:
         """Write the learner's end token after each row whose guide text ended, where the budget allows."""
@@ -161,3 +174,37 @@ class TextBridgeWriter(TokenWriter):
             lengths = lengths + closes.long()
         width = max(1, int(lengths.max()) if lengths.numel() else 1)
         return ids[:, :width], lengths
+
+
+class TextBridgeWriter(TextWriter):
+    """A local guide with another tokenizer (or a chat template), handed over through text.
+
+    Args:
+        learner: The learner, whose tokens the result is in.
+        policy: The guide's policy.
+        settings: The guide's decoding settings.
+        format_prompts: Turns prompt texts into the guide's prompts (its chat template), or None.
+    """
+
+    def __init__(self, learner: Policy, policy: Policy, settings: GenerationSettings, format_prompts=None) -> None:
+        super().__init__(learner)
+        self.policy = policy
+        self.settings = settings
+        self.format_prompts = format_prompts
+
+    def continue_texts(self, prompts: list[str], prefixes: list[str], max_new_tokens: int) -> tuple[list[str], Tensor]:
+        guide = self.policy
+        if self.format_prompts is None:
+            guide_prompts = prompts
+            guide_query = guide.encode_prompts(guide_prompts, None)
+        else:  # the template writes its own special tokens as text
+            guide_prompts = self.format_prompts(prompts)
+            guide_query = guide.encode_prompts(guide_prompts, None, add_special_tokens=False)
+        guide_prefix = guide.encode_responses(guide_prompts, prefixes, None)
+        settings = with_budget(self.settings, max_new_tokens)
+        with torch.no_grad():
+            tokens, lengths = guide.generate(*guide_query, settings, *guide_prefix)
+        last = tokens.gather(1, (lengths - 1).clamp(min=0)[:, None]).squeeze(1)
+        ended = (lengths > 0) & torch.isin(last, torch.tensor(guide.eos_token_ids or [-1], device=last.device))
+        keep = torch.arange(tokens.shape[1], device=tokens.device) < lengths[:, None]
+        return guide.decode_after(*guide_query, tokens, keep.long(), *guide_prefix), ended

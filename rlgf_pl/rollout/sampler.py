@@ -10,7 +10,7 @@ from torch import Tensor
 from rlgf_pl.errors import ConfigError
 from rlgf_pl.policies.base import Policy, no_prefix
 from rlgf_pl.policies.generation import GenerationSettings
-from rlgf_pl.policies.guide import Guide, TokenWriter
+from rlgf_pl.policies.guide import GuideBase, TextWriter, TokenWriter
 from rlgf_pl.rollout.containers import Rollout
 from rlgf_pl.rollout.packing import pack
 from rlgf_pl.rollout.plan import Plan, sample_switch_index
@@ -56,13 +56,13 @@ class RolloutSampler:
         self,
         learner: Policy,
         settings: GenerationSettings,
-        guide: Guide | None = None,
+        guide: GuideBase | None = None,
         max_prompt_tokens: int = 64,
     ) -> None:
         self.learner = learner
         self.settings = settings
         self.max_prompt_tokens = max_prompt_tokens
-        self.writers: dict[str, TokenWriter] = {"learner": TokenWriter(learner, settings)}
+        self.writers: dict[str, TokenWriter | TextWriter] = {"learner": TokenWriter(learner, settings)}
         if guide is not None:
             self.writers["guide"] = guide.writer(learner)
 
