@@ -3,7 +3,8 @@ so a guide can run on another machine (or GPU) and be reached with `APIGuide`.
 
     rlgf serve zoo:toy-guide --port 8000          # then base_url: http://HOST:8000/v1
 
-Endpoints: GET /v1/models, POST /v1/completions, POST /v1/chat/completions. Requests that arrive together
+Endpoints: GET /v1/models, POST /v1/completions, POST /v1/chat/completions. Requests may carry `max_tokens`,
+`temperature` (0: greedy), `top_p`, `stop`, `seed`, and vLLM's `top_k`. Requests that arrive together
 are generated together: a worker thread takes every waiting request (up to `--max-batch-size`) and runs one
 batched `generate` per group of equal sampling settings.
 """
@@ -48,6 +49,7 @@ class Job:
     max_tokens: int
     temperature: float
     top_p: float
+    top_k: int
     stop: tuple[str, ...]
     seed: int | None
     result: Future = field(default_factory=Future)
@@ -55,7 +57,7 @@ class Job:
     @property
     def group(self) -> tuple:
         """Jobs that can share one `generate`: same sampling and special tokens; a seeded job runs alone."""
-        return (self.chat, self.temperature, self.top_p, id(self) if self.seed is not None else None)
+        return (self.chat, self.temperature, self.top_p, self.top_k, id(self) if self.seed is not None else None)
 
 
 def _number(body: dict, name: str, default: float, low: float, high: float) -> float:
@@ -110,7 +112,7 @@ class CompletionEngine:
     def generate(self, jobs: list[Job]) -> list[tuple[str, str]]:
         """(text, finish_reason) of each job, in one batched generation."""
         first, policy = jobs[0], self.policy
-        settings = GenerationSettings(max_new_tokens=max(job.max_tokens for job in jobs), top_k=0,
+        settings = GenerationSettings(max_new_tokens=max(job.max_tokens for job in jobs), top_k=first.top_k,
                                       do_sample=first.temperature > 0, temperature=first.temperature or 1.0,
                                       top_p=first.top_p)
         query = policy.encode_prompts([job.text for job in jobs], None, add_special_tokens=not first.chat)
@@ -158,7 +160,8 @@ class CompletionServer(ThreadingHTTPServer):
             raise RequestError(HTTPStatus.BAD_REQUEST, f"'seed' must be an integer, got {seed!r}.")
         settings = dict(chat=chat, max_tokens=int(_number(body, "max_tokens", 16, 1, 1_000_000)),
                         temperature=_number(body, "temperature", 1.0, 0.0, 100.0),
-                        top_p=_number(body, "top_p", 1.0, 1e-9, 1.0), stop=stop, seed=seed)
+                        top_p=_number(body, "top_p", 1.0, 1e-9, 1.0), stop=stop, seed=seed,
+                        top_k=max(0, int(_number(body, "top_k", 0, -1, 1_000_000))))  # vLLM's extension; -1 or 0: off
         answers = self.engine.submit([Job(text=text, **settings) for text in texts])
         choices = [({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": reason} if chat
                     else {"index": i, "text": text, "logprobs": None, "finish_reason": reason})
