@@ -106,16 +106,20 @@ def test_the_command_prints_a_user_error_without_a_traceback(tmp_path, toy_model
     assert not list(tmp_path.rglob("version_*"))
 
 
-def test_the_guide_context_is_checked_too(tmp_path, toy_model_dir):
+def _toy_vocabulary_gpt2(directory, **config):
+    """A random GPT-2 over the toy vocabulary with the given config fields, written with save_pretrained."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from rlgf_pl.zoo.toy import build_toy_tokenizer
 
-    guide = tmp_path / "short-guide"
     tokenizer = build_toy_tokenizer()
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=20, n_embd=16, n_layer=1, n_head=2)
-                    ).save_pretrained(guide)
-    tokenizer.save_pretrained(guide)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_layer=1, n_head=2, **config)).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def test_the_guide_context_is_checked_too(tmp_path, toy_model_dir):
+    guide = _toy_vocabulary_gpt2(tmp_path / "short-guide", n_positions=20, n_embd=16)
     with pytest.raises(ConfigError, match=r"16 \+ 12 = 28 tokens do not fit the guide .*short-guide.*n_positions = 20"):
         main(fast_fit_args(tmp_path, toy_model_dir, config="ppo_pp", guide=guide))
 
@@ -200,15 +204,7 @@ def test_a_weight_layout_change_is_refused(tmp_path, trained_ppo):
 
 
 def test_a_model_of_another_architecture_is_named(tmp_path, trained_ppo):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from rlgf_pl.zoo.toy import build_toy_tokenizer
-
-    other = tmp_path / "wider"
-    tokenizer = build_toy_tokenizer()
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=256, n_embd=48, n_layer=2, n_head=2)
-                    ).save_pretrained(other)
-    tokenizer.save_pretrained(other)
+    other = _toy_vocabulary_gpt2(tmp_path / "wider", n_positions=256, n_embd=48)
     with pytest.raises(CheckpointError, match=r"weights do not fit .*wider.*shapes differ \(policy\.model\..* \(\S+, 32\) in "
                                               r"the checkpoint, \(\S+, 48\) here"):
         main(_test_args(tmp_path, trained_ppo[0], extra=[f"--model.init_args.model={other}"]))

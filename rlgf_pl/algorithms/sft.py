@@ -1,4 +1,5 @@
-"""Supervised fine-tuning of a causal LM: next-token cross-entropy on texts. Builds guides and zoo models."""
+"""Supervised fine-tuning: next-token cross-entropy on texts (causal LMs) or on targets given inputs (seq2seq
+LMs). Builds guides and zoo models."""
 
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ from lightning.pytorch import LightningModule
 from torch import Tensor
 
 from rlgf_pl.policies.causal_lm import position_ids_from_mask
-from rlgf_pl.policies.loading import load_causal_lm, load_tokenizer
+from rlgf_pl.policies.loading import KindSetting, load_causal_lm, load_seq2seq_lm, load_tokenizer, policy_kind
 
 
 class SFT(LightningModule):
-    """Fine-tune a causal LM on text (`rlgf fit --model rlgf_pl.algorithms.SFT --data rlgf_pl.data.SFTDataModule`).
+    """Fine-tune a causal LM on `prompt + reference` texts, or a seq2seq LM to write the reference given the
+    prompt (`rlgf fit --model rlgf_pl.algorithms.SFT --data rlgf_pl.data.SFTDataModule`).
 
     Args:
-        model: Hub id, local directory or zoo name of the causal LM to fine-tune.
+        model: Hub id, local directory or zoo name of the causal or seq2seq LM to fine-tune.
+        kind: 'causal', 'seq2seq', or 'auto' (from the model's config).
         dtype: Weights dtype; null keeps the checkpoint's.
         lr: AdamW learning rate (linear warmup then linear decay to 0).
         weight_decay: AdamW weight decay.
@@ -30,6 +33,7 @@ class SFT(LightningModule):
     def __init__(
         self,
         model: str,
+        kind: KindSetting = "auto",
         dtype: str | None = None,
         lr: float = 5e-4,
         weight_decay: float = 0.0,
@@ -38,11 +42,15 @@ class SFT(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.model = load_causal_lm(model, dtype=dtype)
+        self.is_seq2seq = policy_kind(model, kind) == "seq2seq"
+        self.model = (load_seq2seq_lm if self.is_seq2seq else load_causal_lm)(model, dtype=dtype)
         self.tokenizer = load_tokenizer(model, padding_side="right")
         self.model.train()
 
     def _loss(self, batch: dict[str, Tensor]) -> Tensor:
+        if self.is_seq2seq:  # labels: the target tokens, -100 where padded (the model shifts them itself)
+            return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                              labels=batch["labels"]).loss
         mask = batch["attention_mask"]
         labels = batch["input_ids"].masked_fill(mask == 0, -100)
         output = self.model(input_ids=batch["input_ids"], attention_mask=mask,

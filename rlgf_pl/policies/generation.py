@@ -21,6 +21,8 @@ class GenerationSettings:
         top_k: Keep only the k most likely tokens when sampling (0 disables).
         top_p: Nucleus sampling mass (1.0 disables).
         temperature: Softmax temperature when sampling.
+        num_beams: Beam search with this many beams when > 1 (needs do_sample: false); CommonGen's evaluation
+            decodes with 5.
     """
 
     max_new_tokens: int = 48
@@ -29,6 +31,7 @@ class GenerationSettings:
     top_k: int = 50
     top_p: float = 1.0
     temperature: float = 1.0
+    num_beams: int = 1
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -43,11 +46,17 @@ class GenerationSettings:
             raise ConfigError(f"temperature must be > 0, got {self.temperature}.")
         if self.top_k < 0:
             raise ConfigError(f"top_k must be >= 0 (0 disables it), got {self.top_k}.")
+        if self.num_beams < 1:
+            raise ConfigError(f"num_beams must be >= 1, got {self.num_beams}.")
+        if self.num_beams > 1 and self.do_sample:
+            raise ConfigError(f"num_beams={self.num_beams} decodes with beam search, which does not sample: set "
+                              "do_sample: false, or num_beams: 1 to sample.")
 
     def generate_kwargs(self) -> dict:
         """Keyword arguments for Hugging Face `generate`. Sampling runs through `TruncatedSampler` (the
         same distribution as `do_sample=True` with these warpers, without a full-vocabulary multinomial)."""
-        kwargs = {"max_new_tokens": self.max_new_tokens, "min_new_tokens": self.min_new_tokens, "do_sample": False}
+        kwargs = {"max_new_tokens": self.max_new_tokens, "min_new_tokens": self.min_new_tokens, "do_sample": False,
+                  "num_beams": self.num_beams}
         if self.do_sample:
             kwargs["logits_processor"] = LogitsProcessorList(
                 [TruncatedSampler(self.top_k, self.top_p, self.temperature)])

@@ -66,7 +66,7 @@ def fixed_torch_threads(count: int) -> Iterator[None]:
 
 def _load_entries() -> None:
     # Importing the builders registers them; kept lazy so `import rlgf_pl` stays light.
-    from rlgf_pl.zoo import imdb, toy  # noqa: F401
+    from rlgf_pl.zoo import concepts, imdb, toy  # noqa: F401
 
 
 def ensure_built(name: str) -> Path:

@@ -1,0 +1,119 @@
+"""The concept-task zoo (the offline CommonGen stand-in): a SentencePiece-style BPE tokenizer with T5's
+sentinels, a small T5 pretrained with span corruption and fine-tuned on concepts -> sentence (the learner),
+and the same model fine-tuned longer (the guide). Trained only on the concept task's training split."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+from rlgf_pl.data.tasks.base import PromptTask
+from rlgf_pl.data.tasks.commongen import ConceptTask, concept_sets
+from rlgf_pl.zoo.registry import ZooEntry, register, zoo_path
+from rlgf_pl.zoo.training import train_sft
+
+SEED = 0
+VOCAB_SIZE = 4096
+SENTINELS = 16
+PAD, EOS, UNK = "<pad>", "</s>", "<unk>"
+
+
+def training_sentences(max_sets: int | None = None) -> list[str]:
+    return [sentence for _, sentences in concept_sets(SEED)["train"][:max_sets] for sentence in sentences]
+
+
+def build_concepts_tokenizer(directory: Path, max_sets: int | None = None) -> None:
+    """Lower-cased BPE over the training sentences (Metaspace words, as SentencePiece), T5's special tokens
+    (pad 0, </s> 1, unk 2, <extra_id_N> sentinels) and a closing </s> after every encoded text."""
+    backend = Tokenizer(models.BPE(unk_token=UNK))
+    backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    backend.decoder = decoders.Metaspace()
+    specials = [PAD, EOS, UNK, *(f"<extra_id_{i}>" for i in range(SENTINELS))]
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE, min_frequency=2, special_tokens=specials, show_progress=False)
+    backend.train_from_iterator(training_sentences(max_sets) + ["generate a sentence with:"], trainer=trainer)
+    backend.post_processor = processors.TemplateProcessing(single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}",
+                                                           special_tokens=[(EOS, 1)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, eos_token=EOS, unk_token=UNK,
+                                        additional_special_tokens=specials[3:], padding_side="right")
+    tokenizer.save_pretrained(directory)
+
+
+class SpanCorruptionTask(PromptTask):
+    """T5's pretraining objective on the training sentences: about 15% of the words, in spans of 1-3, are
+    replaced by sentinels in the input; the target lists the sentinels with the words they hid."""
+
+    def __init__(self, max_sets: int | None = None, seed: int = SEED) -> None:
+        self.max_sets = max_sets
+        self.seed = seed
+
+    def load(self, split: str) -> Dataset:
+        sentences = training_sentences(self.max_sets)
+        if split != "train":
+            sentences = sentences[:16]
+        rng = random.Random(f"{self.seed}-{split}")
+        return Dataset.from_list([corrupt(sentence.split(), rng) for sentence in sentences])
+
+
+def corrupt(words: list[str], rng: random.Random, rate: float = 0.15) -> dict:
+    """One span-corruption example: {'prompt': input with sentinels, 'references': [target]}."""
+    spans, position = [], 0
+    budget = max(1, round(rate * len(words)))
+    while budget > 0 and len(spans) < SENTINELS:
+        length = min(rng.randint(1, 3), budget)
+        start = rng.randrange(position, max(position + 1, len(words) - length + 1))
+        if start + length > len(words):
+            break
+        spans.append((start, length))
+        position, budget = start + length + 1, budget - length
+        if position >= len(words):
+            break
+    source, target, cursor = [], [], 0
+    for index, (start, length) in enumerate(spans):
+        source += [*words[cursor:start], f"<extra_id_{index}>"]
+        target += [f"<extra_id_{index}>", *words[start : start + length]]
+        cursor = start + length
+    source += words[cursor:]
+    return {"prompt": " ".join(source), "references": [" ".join(target)]}
+
+
+def build_concepts_t5(directory: Path, pretrain_steps: int = 300, sft_steps: int = 1500,
+                      max_sets: int | None = None) -> None:
+    """A T5 (3+3 layers, 128 wide) pretrained with span corruption (batches of 32), then fine-tuned on
+    concepts -> sentence (batches of 16). A T5 trained from scratch learns to copy its inputs slowly: after
+    these steps it uses some of the concepts, which leaves the RL and the guide room."""
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(zoo_path("concepts-tokenizer"))
+    config = T5Config(vocab_size=len(tokenizer), d_model=128, d_kv=32, d_ff=512, num_layers=3, num_decoder_layers=3,
+                      num_heads=4, dropout_rate=0.0, pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(SEED)
+    initial, pretrained = (directory.parent / f".{directory.name}-{stage}" for stage in ("init", "pretrained"))
+    T5ForConditionalGeneration(config).save_pretrained(initial)
+    tokenizer.save_pretrained(initial)
+    train_sft(initial, SpanCorruptionTask(max_sets), pretrained, lr=1e-3, batch_size=32, max_length=32, seed=SEED,
+              max_steps=pretrain_steps, epochs=100)
+    train_sft(pretrained, ConceptTask(num_validation=8, max_train=max_sets), directory, lr=1e-3, batch_size=16,
+              max_length=32, seed=SEED, max_steps=sft_steps, epochs=100)
+    for stage in (initial, pretrained):
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def build_concepts_t5_guide(directory: Path, steps: int = 3000, max_sets: int | None = None,
+                            learner_dir: Path | None = None) -> None:
+    """`concepts-t5` fine-tuned further on concepts -> sentence: the guide."""
+    train_sft(learner_dir or zoo_path("concepts-t5"), ConceptTask(num_validation=8, max_train=max_sets, seed=SEED),
+              directory, lr=1e-3, batch_size=16, max_length=32, seed=SEED + 1, max_steps=steps, epochs=100)
+
+
+register(ZooEntry("concepts-tokenizer", "BPE, 4k tokens, T5 specials, on the concept task's sentences",
+                  build_concepts_tokenizer))
+register(ZooEntry("concepts-t5", "small T5: span corruption, then brief SFT on concepts -> sentence (learner)",
+                  build_concepts_t5, depends_on=("concepts-tokenizer",)))
+register(ZooEntry("concepts-t5-guide", "concepts-t5 fine-tuned longer on concepts -> sentence (guide)",
+                  build_concepts_t5_guide, depends_on=("concepts-t5",)))
