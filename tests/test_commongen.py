@@ -147,3 +147,24 @@ def test_every_algorithm_has_a_commongen_and_a_concepts_config():
     for task in ("commongen", "concepts"):
         for name in ("ppo", "ppo_pp", "aggrevated", "lols", "d2lols"):
             assert (REPO / f"configs/{task}/{name}.yaml").exists(), (task, name)
+
+
+def test_concepts_zoo_tiny_slice_builds_and_loads(tmp_path, monkeypatch):
+    """The concept zoo's three stages on a slice: a tokenizer with T5's specials, a seq2seq learner trained
+    with span corruption then SFT, and a guide fine-tuned from it (the full build is `rlgf zoo build`)."""
+    from rlgf_pl.policies.loading import load_tokenizer
+    from rlgf_pl.zoo import concepts
+
+    directories = {name: tmp_path / name for name in ("tokenizer", "learner", "guide")}
+    for directory in directories.values():
+        directory.mkdir()
+    concepts.build_concepts_tokenizer(directories["tokenizer"], max_sets=200)
+    tokenizer = load_tokenizer(str(directories["tokenizer"]))
+    assert tokenizer.convert_ids_to_tokens([0, 1, 2]) == ["<pad>", "</s>", "<unk>"]
+    assert tokenizer("a dog")["input_ids"][-1] == tokenizer.eos_token_id  # T5's closing </s>
+    monkeypatch.setattr(concepts, "zoo_path", lambda name: directories["tokenizer"])
+    concepts.build_concepts_t5(directories["learner"], pretrain_steps=2, sft_steps=2, max_sets=64)
+    concepts.build_concepts_t5_guide(directories["guide"], steps=2, max_sets=64, learner_dir=directories["learner"])
+    learner, guide = load_policy(str(directories["learner"])), load_policy(str(directories["guide"]))
+    assert learner.kind == guide.kind == "seq2seq"
+    assert any(not torch.equal(a, b) for a, b in zip(learner.parameters(), guide.parameters()))
