@@ -42,13 +42,28 @@ def load_run(directory: str | Path, label: str | None = None) -> RunRecord:
 
 
 def mean_std(values: Sequence[float]) -> str:
-    """'mean ± std' over seeds (std = 0 for one value)."""
+    """'mean ± std' over seeds where there are two or more, the value alone for one seed (no '± 0')."""
     values = [v for v in values if math.isfinite(v)]
     if not values:
         return "–"
     mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{format_value(mean)} ± {format_value(std, scale=mean)}"
+    if len(values) == 1:
+        return format_value(mean)
+    return f"{format_value(mean)} ± {format_value(statistics.stdev(values), scale=mean)}"
+
+
+def epochs_of(scalars: dict[str, list[tuple[int, float]]], tag: str) -> list[float]:
+    """The x of each logged value of `tag` in epochs: a validation logged at step 0 comes before training
+    (0); one logged later ends epoch `e` (Lightning's `epoch` scalar at that step), so it is at e + 1. Without
+    an `epoch` series, the logging index."""
+    points, epochs = scalars.get(tag, []), sorted(scalars.get("epoch", []))
+    if not epochs:
+        return [float(i) for i in range(len(points))]
+    xs = []
+    for step, _ in points:
+        at = [epoch for logged, epoch in epochs if logged <= step]
+        xs.append(0.0 if step == 0 or not at else at[-1] + 1.0)
+    return xs
 
 
 def grouped(runs: Sequence[RunRecord]) -> dict[str, list[RunRecord]]:
@@ -78,8 +93,9 @@ def summary_table(runs: Sequence[RunRecord], metrics: Sequence[str] | None = Non
 
 
 def plot_curves(runs: Sequence[RunRecord], tag: str, path: str | Path, guide_metric: str | None = None) -> Path:
-    """PNG of `tag` against its logging index (epochs; for `val/*` index 0 is the step-0 validation), mean
-    over each label's runs with a ±std band. `guide_metric` draws the guide's mean test value as a line."""
+    """PNG of `tag` against epochs (`val/*`: the epochs each validation followed, 0 = before training; per
+    epoch metrics: 1..n), mean over each label's runs with a ±std band (none for one run). `guide_metric` draws
+    the guide's mean test value as a line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,9 +110,10 @@ def plot_curves(runs: Sequence[RunRecord], tag: str, path: str | Path, guide_met
             continue
         values = np.array([curve[:length] for curve in curves])
         mean, std = values.mean(0), values.std(0)
-        x = np.arange(length) if tag.startswith("val/") else np.arange(1, length + 1)
+        x = np.array(epochs_of(group[0].scalars, tag)[:length]) if tag.startswith("val/") else np.arange(1, length + 1)
         axes.plot(x, mean, label=f"{label} (n={len(group)})")
-        axes.fill_between(x, mean - std, mean + std, alpha=0.2)
+        if len(group) > 1:
+            axes.fill_between(x, mean - std, mean + std, alpha=0.2)
     guide_values = [run.results[GUIDE][guide_metric] for run in runs
                     if guide_metric and guide_metric in run.results.get(GUIDE, {})]
     if guide_values:

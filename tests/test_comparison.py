@@ -38,9 +38,9 @@ def test_table_is_mean_and_std_over_seeds_with_a_guide_column(runs):
     table = summary_table([load_run(directory) for directory in runs])
     lines = table.splitlines()
     assert lines[0] == "| metric | ppo (n=2) | d2lols (n=1) | guide (n=2) |"
-    # ppo reward: mean 0.6, sample std sqrt(0.02) = 0.1414; one d2lols seed: std 0; guide: 0.85 ± 0.0707
-    assert lines[2] == "| reward | 0.6000 ± 0.1414 | 0.9000 ± 0.0000 | 0.8500 ± 0.0707 |"
-    assert lines[3] == "| bleu | 0.2000 ± 0.1414 | 0.2000 ± 0.0000 | – |"
+    # ppo reward: mean 0.6, sample std sqrt(0.02) = 0.1414; one d2lols seed: its value; guide: 0.85 ± 0.0707
+    assert lines[2] == "| reward | 0.6000 ± 0.1414 | 0.9000 | 0.8500 ± 0.0707 |"  # n = 1: no '± 0'
+    assert lines[3] == "| bleu | 0.2000 ± 0.1414 | 0.2000 | – |"
 
 
 def test_compare_tool_writes_the_table_and_png_plots(runs, tmp_path):
@@ -55,3 +55,13 @@ def test_compare_tool_writes_the_table_and_png_plots(runs, tmp_path):
 def test_a_run_without_test_results_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="run `rlgf test`"):
         load_run(tmp_path)
+
+
+def test_validation_curves_are_placed_at_the_epochs_they_followed():
+    from rlgf_pl.comparison import epochs_of
+
+    # 16 steps per epoch, validation every second epoch and at step 0; Lightning logs `epoch` at each step.
+    scalars = {"val/reward": [(0, 0.1), (32, 0.2), (64, 0.3)],
+               "epoch": [(0, 0.0), (16, 0.0), (17, 1.0), (32, 1.0), (33, 2.0), (48, 2.0), (64, 3.0)]}
+    assert epochs_of(scalars, "val/reward") == [0.0, 2.0, 4.0]
+    assert epochs_of({"val/reward": [(0, 0.1), (5, 0.2)]}, "val/reward") == [0.0, 1.0]  # no epoch series: index
