@@ -128,3 +128,44 @@ def plot_curves(runs: Sequence[RunRecord], tag: str, path: str | Path, guide_met
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+def frontier_points(runs: Sequence[RunRecord], x: str) -> dict[str, list[tuple[float, float]]]:
+    """Per label, one (x, test reward) point per run that has both. `x` is a test metric ('perplexity') or
+    'kl': the run's last `train/kl` (KL to the reference per trajectory in its last epoch)."""
+    points: dict[str, list[tuple[float, float]]] = {}
+    for label, group in grouped(runs).items():
+        for run in group:
+            results = run.results.get("learner", {})
+            kl = per_epoch(run.scalars, "train/kl")
+            value = (kl[-1] if kl else float("nan")) if x == "kl" else results.get(x, float("nan"))
+            reward = results.get("reward", float("nan"))
+            if math.isfinite(value) and math.isfinite(reward):
+                points.setdefault(label, []).append((value, reward))
+    return points
+
+
+def plot_frontier(runs: Sequence[RunRecord], x: str, path: str | Path) -> Path:
+    """PNG of test reward against `x` (see `frontier_points`): a small point per seed and a large one at each
+    label's mean, so algorithms compare at equal fluency or KL budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.4, 4.0))
+    for index, (label, points) in enumerate(frontier_points(runs, x).items()):
+        color = f"C{index}"
+        axes.scatter([p[0] for p in points], [p[1] for p in points], s=18, alpha=0.5, color=color)
+        axes.scatter([statistics.fmean(p[0] for p in points)], [statistics.fmean(p[1] for p in points)], s=90,
+                     color=color, edgecolors="black", label=f"{label} (n={len(points)})")
+    axes.set_xlabel("final train/kl (per trajectory)" if x == "kl" else f"test/{x}")
+    axes.set_ylabel("test/reward")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

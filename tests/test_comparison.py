@@ -28,9 +28,11 @@ def fake_run(root, name, seed, results, val_rewards):
 @pytest.fixture
 def runs(tmp_path):
     return [
-        fake_run(tmp_path, "ppo", 0, {"test/reward": 0.5, "test/bleu": 0.1, "test/guide/reward": 0.8}, [0.1, 0.5]),
-        fake_run(tmp_path, "ppo", 1, {"test/reward": 0.7, "test/bleu": 0.3, "test/guide/reward": 0.9}, [0.1, 0.7]),
-        fake_run(tmp_path, "d2lols", 0, {"test/reward": 0.9, "test/bleu": 0.2}, [0.1, 0.9]),
+        fake_run(tmp_path, "ppo", 0, {"test/reward": 0.5, "test/bleu": 0.1, "test/guide/reward": 0.8,
+                                      "test/perplexity": 40.0}, [0.1, 0.5]),
+        fake_run(tmp_path, "ppo", 1, {"test/reward": 0.7, "test/bleu": 0.3, "test/guide/reward": 0.9,
+                                      "test/perplexity": 60.0}, [0.1, 0.7]),
+        fake_run(tmp_path, "d2lols", 0, {"test/reward": 0.9, "test/bleu": 0.2, "test/perplexity": 45.0}, [0.1, 0.9]),
     ]
 
 
@@ -40,7 +42,16 @@ def test_table_is_mean_and_std_over_seeds_with_a_guide_column(runs):
     assert lines[0] == "| metric | ppo (n=2) | d2lols (n=1) | guide (n=2) |"
     # ppo reward: mean 0.6, sample std sqrt(0.02) = 0.1414; one d2lols seed: its value; guide: 0.85 ± 0.0707
     assert lines[2] == "| reward | 0.6000 ± 0.1414 | 0.9000 | 0.8500 ± 0.0707 |"  # n = 1: no '± 0'
-    assert lines[3] == "| bleu | 0.2000 ± 0.1414 | 0.2000 | – |"
+    assert "| bleu | 0.2000 ± 0.1414 | 0.2000 | – |" in lines
+
+
+def test_frontier_points_are_one_per_seed(runs):
+    from rlgf_pl.comparison import frontier_points
+
+    records = [load_run(directory) for directory in runs]
+    assert frontier_points(records, "perplexity") == {"ppo": [(40.0, 0.5), (60.0, 0.7)], "d2lols": [(45.0, 0.9)]}
+    kl = frontier_points(records, "kl")  # the last train/kl of each run: val rewards / 10 in fake_run
+    assert kl["ppo"] == [(pytest.approx(0.05), 0.5), (pytest.approx(0.07), 0.7)]
 
 
 def test_compare_tool_writes_the_table_and_png_plots(runs, tmp_path):
@@ -48,7 +59,7 @@ def test_compare_tool_writes_the_table_and_png_plots(runs, tmp_path):
     subprocess.run([sys.executable, str(REPO / "tools/compare.py"), *map(str, runs), "--out", str(out)], check=True,
                    capture_output=True)
     assert (out / "results.md").read_text() == summary_table([load_run(directory) for directory in runs])
-    for image in ("val_reward.png", "train_kl.png"):
+    for image in ("val_reward.png", "train_kl.png", "reward_perplexity.png", "reward_kl.png"):
         assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

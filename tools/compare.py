@@ -13,7 +13,9 @@ picks up where it was):
 
 `--arg=X` adds X to both commands (e.g. `--arg=--trainer.max_epochs=2`), `--test-arg=X` to the test only.
 
-Writes `{out}/results.md` (the table), `{out}/val_reward.png` and `{out}/train_kl.png`.
+Writes `{out}/results.md` (the table), `{out}/val_reward.png` and `{out}/train_kl.png` (curves over
+epochs), and `{out}/reward_perplexity.png` and `{out}/reward_kl.png` (the reward-fluency and reward-KL
+frontiers: a point per seed, a large one per algorithm's mean).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlgf_pl.comparison import load_run, plot_curves, summary_table  # noqa: E402
+from rlgf_pl.comparison import load_run, plot_curves, plot_frontier, summary_table  # noqa: E402
 
 
 def logger_argument(root: Path, name: str, version: str) -> str:
@@ -91,8 +93,11 @@ def main() -> None:
     (args.out / "results.md").write_text(table)
     plot_curves(records, "val/reward", args.out / "val_reward.png", guide_metric="reward")
     plot_curves(records, "train/kl", args.out / "train_kl.png")
+    plot_frontier(records, "perplexity", args.out / "reward_perplexity.png")
+    plot_frontier(records, "kl", args.out / "reward_kl.png")
     print(table)
-    print(f"Wrote {args.out / 'results.md'}, {args.out / 'val_reward.png'} and {args.out / 'train_kl.png'}")
+    print(f"Wrote {args.out / 'results.md'} and the plots val_reward, train_kl, reward_perplexity and reward_kl "
+          f"(.png) in {args.out}")
 
 
 if __name__ == "__main__":
