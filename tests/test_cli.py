@@ -35,6 +35,11 @@ def test_ppo_learns_the_toy_reward_and_test_writes_results(tmp_path, toy_model_d
     (results_file,) = test_dir.rglob("test_results.json")
     results = json.loads(results_file.read_text())
     assert results["test/reward"] > val_reward[0] + 0.25
+    # `rlgf test` writes every metric family by default; validation kept the cheap set.
+    for key in ("test/perplexity", "test/reference_perplexity", "test/distinct_2", "test/bleu", "test/rougeL",
+                "test/meteor", "test/cider_d", "test/semantic_cosine", "test/bertscore_f1"):
+        assert key in results, key
+    assert "val/semantic_cosine" not in read_scalars(tmp_path)
 
 
 def test_unloadable_model_names_the_path_and_fix(tmp_path):

@@ -18,7 +18,7 @@ from rlgf_pl.data.minibatches import MinibatchSchedule
 from rlgf_pl.data.prompt_cursor import PromptCursor
 from rlgf_pl.data.tasks.base import PromptTask, drop_empty_prompts
 from rlgf_pl.errors import ConfigError, DataError
-from rlgf_pl.metrics.collection import default_metrics, evaluation_collection
+from rlgf_pl.metrics.collection import default_metrics, evaluation_collection, with_every_family
 from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.policies.guide import GuideBase
 from rlgf_pl.rewards.base import Reward, check_scores
@@ -50,8 +50,10 @@ class RolloutDataModule(LightningDataModule):
         generation_batch_size: Prompts per `generate` call (memory bound); null = all of a rank's rollouts.
         eval_batch_size: Prompts per validation/test batch.
         seed: Seed of the rollout randomness; rank r uses seed + r. Null takes the run's `seed_everything`.
-        metrics: Evaluation metrics (`rlgf_pl.metrics`) for validation and test, besides the reward's mean and
-            std which always run. Null: the cheap defaults (diversity, BLEU, ROUGE, chrF, METEOR, CIDEr-D).
+        metrics: Validation metrics (`rlgf_pl.metrics`), besides the reward's mean and std which always run.
+            Null: the cheap defaults (diversity, BLEU, ROUGE, chrF, METEOR, CIDEr-D).
+        test_metrics: Test metrics. Null (the default): `metrics` plus every family they lack (perplexities,
+            diversity, lexical overlap, and the semantic scores), so `rlgf test` writes them all.
         evaluate_guide: At test, also evaluate the guide on the same prompts with the same metrics, logged as
             `test/guide/*`, so learner and guide share one results table.
     """
@@ -71,6 +73,7 @@ class RolloutDataModule(LightningDataModule):
         eval_batch_size: int = 32,
         seed: int | None = None,
         metrics: list[Metric] | None = None,
+        test_metrics: list[Metric] | None = None,
         evaluate_guide: bool = False,
     ) -> None:
         super().__init__()
@@ -93,7 +96,9 @@ class RolloutDataModule(LightningDataModule):
         if evaluate_guide and guide is None:
             raise ConfigError("data.evaluate_guide needs a guide: set data.guide, or turn evaluate_guide off.")
         self.metrics = default_metrics() if metrics is None else list(metrics)
-        evaluation_collection(self.metrics, "")  # fail now on a bad list, not after training
+        self.test_metrics = with_every_family(self.metrics) if test_metrics is None else list(test_metrics)
+        for metrics_list in (self.metrics, self.test_metrics):
+            evaluation_collection(metrics_list, "")  # fail now on a bad list, not after training
         self.evaluate_guide = evaluate_guide
         self.seed = seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
         self.datasets: dict[str, Dataset] = {}
@@ -208,7 +213,8 @@ class RolloutDataModule(LightningDataModule):
 
     def metric_collections(self, stage: str) -> dict[str, MetricCollection]:
         """Fresh metrics for one evaluation pass: the learner's, plus the guide's at test when asked."""
-        collections = {"learner": evaluation_collection(self.metrics, f"{stage}/")}
+        metrics = self.test_metrics if stage == "test" else self.metrics
+        collections = {"learner": evaluation_collection(metrics, f"{stage}/")}
         if stage == "test" and self.evaluate_guide:
-            collections["guide"] = evaluation_collection(self.metrics, f"{stage}/guide/")
+            collections["guide"] = evaluation_collection(metrics, f"{stage}/guide/")
         return collections

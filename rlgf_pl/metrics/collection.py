@@ -21,6 +21,18 @@ def default_metrics() -> list[Metric]:
     return [Diversity(), BLEU(), ROUGE(), CHRF(), METEOR(), CIDErD()]
 
 
+def with_every_family(metrics: list[Metric]) -> list[Metric]:
+    """`metrics` plus a default instance of each family it lacks, for test: fluency (`GenerationPerplexity`
+    under the reference model, `ReferencePerplexity`), `Diversity`, lexical overlap (BLEU, ROUGE, METEOR,
+    CIDEr-D) and meaning (`SemanticSimilarity`: embedding cosine and the BERTScore-style F1)."""
+    from rlgf_pl.metrics.perplexity import GenerationPerplexity, ReferencePerplexity
+    from rlgf_pl.metrics.semantic import SemanticSimilarity
+
+    present = {type(metric) for metric in metrics}
+    families = (GenerationPerplexity, ReferencePerplexity, Diversity, BLEU, ROUGE, METEOR, CIDErD, SemanticSimilarity)
+    return [*metrics, *(family() for family in families if family not in present)]
+
+
 def evaluation_collection(metrics: list[Metric], prefix: str) -> MetricCollection:
     """`RewardStats` plus fresh copies of `metrics`, whose outputs are logged as `{prefix}{name}`."""
     for metric in metrics:
