@@ -96,13 +96,9 @@ def plot_curves(runs: Sequence[RunRecord], tag: str, path: str | Path, guide_met
     """PNG of `tag` against epochs (`val/*`: the epochs each validation followed, 0 = before training; per
     epoch metrics: 1..n), mean over each label's runs with a ±std band (none for one run). `guide_metric` draws
     the guide's mean test value as a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    figure, axes = plt.subplots(figsize=(6.4, 4.0))
+    figure, axes = _figure()
     for label, group in grouped(runs).items():
         curves = [per_epoch(run.scalars, tag) for run in group]
         length = min((len(curve) for curve in curves), default=0)
@@ -120,14 +116,7 @@ def plot_curves(runs: Sequence[RunRecord], tag: str, path: str | Path, guide_met
         axes.axhline(statistics.fmean(guide_values), color="black", linestyle="--", label="guide (test)")
     axes.set_xlabel("epoch (0 = before training)" if tag.startswith("val/") else "epoch")
     axes.set_ylabel(tag)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return _save(figure, axes, path)
 
 
 def frontier_points(runs: Sequence[RunRecord], x: str) -> dict[str, list[tuple[float, float]]]:
@@ -148,12 +137,7 @@ def frontier_points(runs: Sequence[RunRecord], x: str) -> dict[str, list[tuple[f
 def plot_frontier(runs: Sequence[RunRecord], x: str, path: str | Path) -> Path:
     """PNG of test reward against `x` (see `frontier_points`): a small point per seed and a large one at each
     label's mean, so algorithms compare at equal fluency or KL budget."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(6.4, 4.0))
+    figure, axes = _figure()
     for index, (label, points) in enumerate(frontier_points(runs, x).items()):
         color = f"C{index}"
         axes.scatter([p[0] for p in points], [p[1] for p in points], s=18, alpha=0.5, color=color)
@@ -161,6 +145,23 @@ def plot_frontier(runs: Sequence[RunRecord], x: str, path: str | Path) -> Path:
                      color=color, edgecolors="black", label=f"{label} (n={len(points)})")
     axes.set_xlabel("final train/kl (per trajectory)" if x == "kl" else f"test/{x}")
     axes.set_ylabel("test/reward")
+    return _save(figure, axes, path)
+
+
+def _figure():
+    """A new matplotlib figure and axes (Agg backend: no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(6.4, 4.0))
+
+
+def _save(figure, axes, path: str | Path) -> Path:
+    """Grid, legend, tight layout; write the PNG (parents created) and free the figure."""
+    import matplotlib.pyplot as plt
+
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small")
     figure.tight_layout()
