@@ -15,13 +15,12 @@ from lightning.pytorch import LightningModule
 from torch import Tensor
 
 from rlgf_pl.algorithms.evaluation import EvaluationSteps
-from rlgf_pl.algorithms.guards import REMEDIES, describe, non_finite_names
 from rlgf_pl.algorithms.losses import ppo_loss
 from rlgf_pl.algorithms.models import build_agent_models
+from rlgf_pl.algorithms.safeguards import Safeguards
 from rlgf_pl.checkpoints import state_mismatch
-from rlgf_pl.errors import CheckpointError, ConfigError, NonFiniteError
+from rlgf_pl.errors import CheckpointError, ConfigError
 from rlgf_pl.policies.base import Policy
-from rlgf_pl.policies.context import check_fits
 from rlgf_pl.policies.critic import ValueModel
 from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.policies.loading import KindSetting, check_kind
@@ -47,7 +46,7 @@ ROLLOUT_HOOK = "on_rollouts_collected"
 scored training rollouts of their rank (see docs/architecture.md)."""
 
 
-class RLGFModule(EvaluationSteps, LightningModule):
+class RLGFModule(Safeguards, EvaluationSteps, LightningModule):
     """Base agent: PPO-style updates of a learner (causal or seq2seq LM) against a frozen reference.
 
     The networks are built in `configure_model`, so a strategy can wrap or shard them and a checkpoint
@@ -155,33 +154,6 @@ class RLGFModule(EvaluationSteps, LightningModule):
         # from_pretrained returns eval-mode models; with dropout off, train mode is the same function and
         # keeps Lightning's mode bookkeeping quiet. Rollouts are prepared under eval() regardless.
         self.train()
-
-    def on_fit_start(self) -> None:
-        self.check_context_lengths("fit")
-
-    def on_validation_start(self) -> None:
-        if self.trainer.state.fn == "validate":
-            self.check_context_lengths("validate")
-
-    def on_test_start(self) -> None:
-        self.check_context_lengths("test")
-
-    def check_context_lengths(self, stage: str) -> None:
-        """Before any generation: the longest prompt plus the longest response of `stage` must fit the learner,
-        the critics' own trunks and the guide, or a named error says which model and what to lower."""
-        environment = self.environment
-        settings = [environment.eval_generation] + ([environment.generation] if stage == "fit" else [])
-        new_tokens = max(setting.max_new_tokens for setting in settings)
-        models = [("the learner", self.hparams.model, self.policy)]
-        for critic in (self.critic, self.guide_critic):
-            if critic is not None and critic.backbone is not self.policy.trunk:
-                models.append(("the critic trunk", self.hparams.critic_model or self.hparams.model, critic.backbone))
-        if environment.guide is not None and environment.guide.policy is not None:  # a remote guide has none
-            models.append(("the guide", environment.guide.name, environment.guide.policy))
-        for role, name, network in models:
-            model = network.model if isinstance(network, Policy) else network
-            kind = network.kind if isinstance(network, Policy) else self.policy.kind
-            check_fits(role, name, kind, model.config, environment.max_prompt_tokens, new_tokens)
 
     @property
     def environment(self) -> RolloutDataModule:
@@ -300,19 +272,6 @@ class RLGFModule(EvaluationSteps, LightningModule):
             self.score_moments.update(*totals)
         return scale_scores(scores, self.score_moments, scaling, self.hparams.score_clip)
 
-    def _stop_if_non_finite(self, tensors: dict[str, Tensor | None], where: str, scores: Tensor | None = None) -> None:
-        """Raise NonFiniteError naming the tensors that hold NaN or inf, on every rank when any rank has one."""
-        bad = non_finite_names(tensors)
-        if self._trainer is not None and self.trainer.world_size > 1:
-            if not self.trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
-                return
-        elif not bad:
-            return
-        found = describe(bad) if bad else "tensors on another rank"
-        largest = f" The largest |reward| was {float(scores.abs().max()):.3g}." if scores is not None else ""
-        raise NonFiniteError(f"Training diverged: NaN or inf in {found} while {where}.{largest} {REMEDIES} "
-                             "The run stopped before saving this state, so the last checkpoint is the last good one.")
-
     def _sync_mean(self, value: Tensor) -> Tensor:
         """Mean over ranks (identity on one process or without a Trainer)."""
         if self._trainer is None or self.trainer.world_size == 1:
@@ -367,17 +326,6 @@ class RLGFModule(EvaluationSteps, LightningModule):
             "train/value_clip_frac": terms.value_clip_frac,
         }, **log)
         return terms.loss
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Stop before a step that would write NaN or inf into the weights: check this step's loss terms and
-        gradients (one device sync; on every rank when any rank finds one)."""
-        steps, self._step_terms = self._step_terms, []
-        tensors = {name + (f" (micro-batch {i})" if len(steps) > 1 else ""): value
-                   for i, terms in enumerate(steps) for name, value in terms.items()}
-        tensors.update({f"the gradient of {name}": parameter.grad for name, parameter in self.named_parameters()
-                        if parameter.grad is not None})
-        self._stop_if_non_finite(tensors, f"training epoch {self.current_epoch} (global step {self.global_step})",
-                                 self._largest_score)
 
     # ---- optimization ---------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
