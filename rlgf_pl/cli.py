@@ -4,6 +4,7 @@
     rlgf test --config configs/toy/ppo.yaml --ckpt_path runs/.../last.ckpt
     rlgf zoo list | rlgf zoo build [NAME ...]
     rlgf serve MODEL --port 8000   (an OpenAI-compatible server for a guide; see rlgf_pl/serving.py)
+    rlgf export --config configs/toy/ppo.yaml --ckpt_path .../last.ckpt --out DIR [--adapter-only]
 """
 
 from __future__ import annotations
@@ -143,6 +144,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(serve_main(words[1:]))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
+        if words[:1] == ["export"]:
+            from rlgf_pl.export import export_main
+
+            export_main(words[1:])
+            return
         build_cli(argv)  # None: LightningCLI reads sys.argv itself
     except Exception as error:
         cause = user_input_error(error)

@@ -8,6 +8,7 @@ prompts, guide, reward, randomness); the environment never calls the agent.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -24,6 +25,7 @@ from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.critic import ValueModel
 from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.policies.loading import KindSetting, check_kind
+from rlgf_pl.policies.lora import LoraSettings, as_lora_settings
 from rlgf_pl.rollout.advantages import (
     explained_variance,
     generalized_advantages,
@@ -83,6 +85,9 @@ class RLGFModule(Safeguards, EvaluationSteps, LightningModule):
             enter the returns. Null (the default) trains on the rewards as scored; logged rewards are always
             the raw ones.
         score_clip: Clip the (scaled) rewards to [-score_clip, score_clip]; null (the default) does not clip.
+        lora: LoRA adapters (peft) instead of full fine-tuning: `{r, alpha, dropout, target_modules}`. The
+            learner's adapters, the value head and the adapters of a critic's own trunk train; the reference is
+            the learner with its adapters disabled; checkpoints hold only what trains. Null trains every weight.
     """
 
     def __init__(
@@ -110,9 +115,13 @@ class RLGFModule(Safeguards, EvaluationSteps, LightningModule):
         forward_batch_size: int = 32,
         score_scaling: ScoreScaling | None = None,
         score_clip: float | None = None,
+        lora: LoraSettings | None = None,
     ) -> None:
         super().__init__()
+        lora = as_lora_settings(lora)
         self.save_hyperparameters()
+        self.hparams.lora = None if lora is None else asdict(lora)  # plain data in checkpoints (weights_only loads)
+        self.lora = lora
         if lr_schedule not in ("linear", "constant"):
             raise ConfigError(f"lr_schedule must be 'linear' or 'constant', got {lr_schedule!r}.")
         check_kind(kind)
@@ -148,7 +157,7 @@ class RLGFModule(Safeguards, EvaluationSteps, LightningModule):
             return
         hparams = self.hparams
         models = build_agent_models(hparams.model, hparams.kind, hparams.dtype, hparams.critic_model,
-                                    hparams.critic_share_trunk, self.uses_guide_critic)
+                                    hparams.critic_share_trunk, self.uses_guide_critic, self.lora)
         self.policy, self.reference = models.policy, models.reference
         self.critic, self.guide_critic = models.critic, models.guide_critic
         # from_pretrained returns eval-mode models; with dropout off, train mode is the same function and
@@ -193,10 +202,12 @@ class RLGFModule(Safeguards, EvaluationSteps, LightningModule):
         return RolloutSampler(self.policy, settings, environment.guide, environment.max_prompt_tokens)
 
     def on_train_epoch_start(self) -> None:
-        """Collect this epoch's rollouts with the policy as it stands (PPO's pi_old), and shuffle each pass
+        """Collect this epoch's rollouts with the policy as it stands (PPO's pi_old), under the trainer's
+        precision (generation and the rollout forward passes autocast like the update), and shuffle each pass
         over them with the environment's random stream; the scheduled minibatches index into those orders."""
         environment = self.environment
-        self._buffer = self.collect(environment)
+        with self.trainer.precision_plugin.forward_context():  # bf16/fp16 autocast as in the update, when set
+            self._buffer = self.collect(environment)
         self._orders = [torch.randperm(len(self._buffer), generator=environment.generator).to(self.device)
                         for _ in range(environment.ppo_epochs)]
 
@@ -349,10 +360,15 @@ class RLGFModule(Safeguards, EvaluationSteps, LightningModule):
                 (critics if is_critic else default).append(parameter)
         return [{"params": default}] + ([{"params": critics, "lr": critic_lr}] if critics else [])
 
-    # ---- checkpoints: the reference is rebuilt from `model`, never saved ---------------------------
+    # ---- checkpoints: what does not train (the reference, a LoRA base) is rebuilt from `model`, never saved --
+    def frozen_parameter_names(self) -> set[str]:
+        """State keys of the parameters that never train (under every name a shared one has)."""
+        return {name for name, parameter in self.named_parameters(remove_duplicate=False) if not parameter.requires_grad}
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["state_dict"]
-        for key in [k for k in state if k.startswith(REFERENCE_PREFIX)]:
+        frozen = self.frozen_parameter_names()
+        for key in [k for k in state if k.startswith(REFERENCE_PREFIX) or k in frozen]:
             del state[key]
         self._stop_if_non_finite(state, "saving a checkpoint (no file was written; the last one is intact)")
 
@@ -360,6 +376,9 @@ class RLGFModule(Safeguards, EvaluationSteps, LightningModule):
         state = checkpoint["state_dict"]
         for key, value in self.reference.state_dict(prefix=REFERENCE_PREFIX).items():
             state.setdefault(key, value)
+        current = self.state_dict()
+        for key in self.frozen_parameter_names():
+            state.setdefault(key, current[key])
         for key, value in self.score_moments.state_dict(prefix="score_moments.").items():
             state.setdefault(key, value)  # checkpoints from before score scaling existed
         mismatch = state_mismatch(state, self.state_dict())

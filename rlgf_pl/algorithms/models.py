@@ -10,6 +10,7 @@ from rlgf_pl.errors import ConfigError
 from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.critic import ValueModel
 from rlgf_pl.policies.loading import KindSetting, load_backbone, load_policy, load_tokenizer, policy_kind
+from rlgf_pl.policies.lora import LoraSettings, add_adapters
 
 
 def disable_dropout(model: nn.Module) -> None:
@@ -25,7 +26,8 @@ class AgentModels:
 
     Attributes:
         policy: The learner.
-        reference: A frozen copy of the learner's initial weights (the KL anchor); never checkpointed.
+        reference: A frozen copy of the learner's initial weights (the KL anchor), or with LoRA the learner's
+            network with its adapters disabled; never checkpointed.
         critic: The learner's critic.
         guide_critic: The critic of the guide's roll-outs (AggreVaTeD phases), or None.
     """
@@ -52,16 +54,24 @@ def check_critic_model(critic_model: str, model: str, policy: Policy) -> None:
 
 
 def build_agent_models(model: str, kind: KindSetting, dtype: str | None, critic_model: str | None,
-                       critic_share_trunk: bool, with_guide_critic: bool) -> AgentModels:
-    """Load the learner, copy its reference, and build the critics (see `RLGFModule` for the options)."""
+                       critic_share_trunk: bool, with_guide_critic: bool,
+                       lora: LoraSettings | None = None) -> AgentModels:
+    """Load the learner, copy its reference, and build the critics (see `RLGFModule` for the options).
+    With `lora`, the learner and each critic's own trunk get adapters (their dropout is the adapters' own)."""
     policy = load_policy(model, kind, dtype)
     disable_dropout(policy.model)
+    if lora is not None:
+        add_adapters(policy.model, lora)
     if critic_model is not None:
         check_critic_model(critic_model, model, policy)
 
     def critic(share_trunk: bool) -> ValueModel:
-        trunk = policy.trunk if share_trunk else load_backbone(critic_model or model, dtype=dtype)
+        if share_trunk:
+            return ValueModel(policy.trunk, type(policy))
+        trunk = load_backbone(critic_model or model, dtype=dtype)
         disable_dropout(trunk)
+        if lora is not None:
+            add_adapters(trunk, lora)
         return ValueModel(trunk, type(policy))
 
     return AgentModels(policy, policy.frozen_copy(), critic(critic_share_trunk),

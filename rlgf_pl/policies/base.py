@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
 import torch
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlgf_pl.policies.generation import GenerationSettings
+from rlgf_pl.policies.lora import adapters_disabled, has_adapters
 from rlgf_pl.rollout.packing import pack
 
 PolicyKind = Literal["causal", "seq2seq"]
@@ -78,6 +80,12 @@ class Policy(nn.Module, ABC):
         self.model = model
         self.tokenizer = tokenizer
         self.eos_token_ids = model_end_tokens(model, tokenizer)
+        self.adapters_off = False
+        """True for the base view of a LoRA policy (`frozen_copy`): the model runs with its adapters disabled."""
+
+    def _network(self) -> AbstractContextManager:
+        """The context every call of the model runs in: the adapters off for a base view."""
+        return adapters_disabled(self.model) if self.adapters_off else nullcontext()
 
     # ---- tokens and text -----------------------------------------------------------------------
     @property
@@ -165,10 +173,11 @@ class Policy(nn.Module, ABC):
         """
         if prefix_ids is None:
             prefix_ids, prefix_mask = no_prefix(query_ids)
-        new_tokens = self._generate(query_ids, query_mask, prefix_ids, prefix_mask, {
-            "pad_token_id": self.pad_token_id, "eos_token_id": list(self.eos_token_ids) or None, "use_cache": True,
-            **settings.generate_kwargs(),
-        })
+        with self._network():
+            new_tokens = self._generate(query_ids, query_mask, prefix_ids, prefix_mask, {
+                "pad_token_id": self.pad_token_id, "eos_token_id": list(self.eos_token_ids) or None,
+                "use_cache": True, **settings.generate_kwargs(),
+            })
         lengths = continuation_lengths(new_tokens, self.eos_token_ids)
         keep = torch.arange(new_tokens.shape[1], device=new_tokens.device) < lengths[:, None]
         return new_tokens.masked_fill(~keep, self.pad_token_id), lengths
@@ -187,7 +196,8 @@ class Policy(nn.Module, ABC):
     def forward(self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor,
                 response_mask: Tensor) -> tuple[Tensor, Tensor]:
         """Per-token log-probs and entropies of the given responses. -> 2x[B, T]."""
-        logits = self.response_logits(query_ids, query_mask, response_ids, response_mask)
+        with self._network():
+            logits = self.response_logits(query_ids, query_mask, response_ids, response_mask)
         return token_logprobs_and_entropy(logits, response_ids)
 
     # ---- what a critic reads -------------------------------------------------------------------
@@ -204,7 +214,12 @@ class Policy(nn.Module, ABC):
         response token. -> [B, T, H]."""
 
     def frozen_copy(self) -> Policy:
-        """A frozen copy of this policy's current weights (the KL reference), sharing the tokenizer."""
+        """The KL reference, sharing the tokenizer: a frozen copy of this policy's current weights, or, for a
+        model with LoRA adapters, the same network with its adapters disabled (no second copy of the weights)."""
+        if has_adapters(self.model):
+            view = type(self)(self.model, self.tokenizer)
+            view.adapters_off = True
+            return view
         return type(self)(copy.deepcopy(self.model).requires_grad_(False).eval(), self.tokenizer)
 
     @staticmethod

@@ -23,12 +23,14 @@ fixed count gives every CPU machine the same zoo for the same library versions. 
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """A buildable model: `build(directory)` writes it with `save_pretrained`."""
+    """A buildable model: `build(directory)` writes it with `save_pretrained`. `available()` says whether what
+    it is built from is installed (`rlgf zoo build` with no names builds only those)."""
 
     name: str
     description: str
     build: Callable[[Path], None]
     depends_on: tuple[str, ...] = ()
+    available: Callable[[], bool] = lambda: True
 
 
 ZOO: dict[str, ZooEntry] = {}
@@ -66,7 +68,7 @@ def fixed_torch_threads(count: int) -> Iterator[None]:
 
 def _load_entries() -> None:
     # Importing the builders registers them; kept lazy so `import rlgf_pl` stays light.
-    from rlgf_pl.zoo import concepts, imdb, toy  # noqa: F401
+    from rlgf_pl.zoo import concepts, imdb, smollm2, toy  # noqa: F401
 
 
 def ensure_built(name: str) -> Path:
@@ -114,14 +116,16 @@ def zoo_main(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="List zoo models, whether each is built and where.")
     build = sub.add_parser("build", help="Build zoo models now (all when no name is given).")
-    build.add_argument("names", nargs="*", help=f"zoo names, from {sorted(ZOO)}")
+    build.add_argument("names", nargs="*", help=f"zoo names, from {sorted(ZOO)} (none: every one whose source "
+                       "is installed)")
     args = parser.parse_args(argv)
     if args.command == "list":
         print(f"zoo cache: {cache_dir() / 'zoo'}  (set RLGF_CACHE to move it)")
         for name, entry in sorted(ZOO.items()):
             built = "built" if (zoo_path(name) / "DONE").exists() else "not built"
-            print(f"  zoo:{name:<22} {built:<10} {entry.description}")
+            built = built if entry.available() or built == "built" else "not installed"
+            print(f"  zoo:{name:<22} {built:<13} {entry.description}")
         return 0
-    for name in args.names or sorted(ZOO):
+    for name in args.names or sorted(name for name, entry in ZOO.items() if entry.available()):
         print(f"zoo:{name} -> {ensure_built(name)}")
     return 0
