@@ -2,5 +2,6 @@
 
 from callbacks.rollout_writer import RolloutWriter
 from callbacks.sample_logger import SampleLogger
+from callbacks.throughput import Throughput
 
-__all__ = ["RolloutWriter", "SampleLogger"]
+__all__ = ["RolloutWriter", "SampleLogger", "Throughput"]

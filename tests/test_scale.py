@@ -173,3 +173,22 @@ def test_rollouts_are_collected_under_the_trainer_precision(tmp_path, toy_model_
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     assert recorder.dtypes == {torch.bfloat16}
     assert cli.trainer.global_step > 0
+
+
+def test_throughput_callback_logs_time_tokens_and_memory(tmp_path, toy_model_dir):
+    from callbacks import Throughput
+    from rlgf_pl.utils.tensorboard import read_scalars
+
+    timer = Throughput(verbose=False)
+    cli = build_cli([*fast_fit_args(tmp_path, toy_model_dir, epochs=2)[1:], "--data.init_args.rollouts_per_epoch=16",
+                     "--trainer.limit_val_batches=0"], run=False)
+    cli.trainer.callbacks.append(timer)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert len(timer.history) == 2
+    for stats in timer.history:
+        assert stats["perf/epoch_s"] == pytest.approx(stats["perf/rollout_s"] + stats["perf/update_s"])
+        assert stats["perf/rollout_s"] > 0 and stats["perf/update_s"] > 0
+        assert stats["perf/generation_tokens_per_s"] > 0 and stats["perf/update_tokens_per_s"] > 0
+        assert stats["perf/peak_rss_gib"] > 0.1
+    logged = read_scalars(tmp_path)
+    assert len(logged["perf/update_tokens_per_s"]) == 2

@@ -19,6 +19,7 @@ from rlgf_pl.algorithms.evaluation import EvaluationSteps
 from rlgf_pl.algorithms.losses import ppo_loss
 from rlgf_pl.algorithms.models import build_agent_models
 from rlgf_pl.algorithms.safeguards import Safeguards
+from rlgf_pl.algorithms.sharding import full_parameters, prepare_strategy, shards_parameters
 from rlgf_pl.checkpoints import state_mismatch
 from rlgf_pl.errors import CheckpointError, ConfigError
 from rlgf_pl.policies.base import Policy
@@ -152,13 +153,17 @@ class RLGFModule(Safeguards, EvaluationSteps, LightningModule):
     """Subclasses that train a critic of the guide's roll-outs (AggreVaTeD phases) set this."""
 
     def configure_model(self) -> None:
-        """Build learner, reference and critics (once: fit then test in one process reuses them)."""
+        """Build learner, reference and critics (once: fit then test in one process reuses them), before the
+        strategy wraps or shards them."""
+        if self._trainer is not None:
+            prepare_strategy(self.trainer)
         if self.policy is not None:
             return
         hparams = self.hparams
         models = build_agent_models(hparams.model, hparams.kind, hparams.dtype, hparams.critic_model,
                                     hparams.critic_share_trunk, self.uses_guide_critic, self.lora)
         self.policy, self.reference = models.policy, models.reference
+        self.policy.synced_gpus = self._trainer is not None and shards_parameters(self.trainer)
         self.critic, self.guide_critic = models.critic, models.guide_critic
         # from_pretrained returns eval-mode models; with dropout off, train mode is the same function and
         # keeps Lightning's mode bookkeeping quiet. Rollouts are prepared under eval() regardless.
@@ -206,7 +211,8 @@ class RLGFModule(Safeguards, EvaluationSteps, LightningModule):
         precision (generation and the rollout forward passes autocast like the update), and shuffle each pass
         over them with the environment's random stream; the scheduled minibatches index into those orders."""
         environment = self.environment
-        with self.trainer.precision_plugin.forward_context():  # bf16/fp16 autocast as in the update, when set
+        # bf16/fp16 autocast as in the update, when set; the full parameters when the strategy shards them
+        with self.trainer.precision_plugin.forward_context(), full_parameters(self.trainer):
             self._buffer = self.collect(environment)
         self._orders = [torch.randperm(len(self._buffer), generator=environment.generator).to(self.device)
                         for _ in range(environment.ppo_epochs)]

@@ -81,6 +81,8 @@ class Policy(nn.Module, ABC):
         self.tokenizer = tokenizer
         self.eos_token_ids = model_end_tokens(model, tokenizer)
         self.adapters_off = False
+        self.synced_gpus = False
+        """Generate with `synced_gpus` (set under FSDP or ZeRO-3: every rank steps until all are done)."""
         """True for the base view of a LoRA policy (`frozen_copy`): the model runs with its adapters disabled."""
 
     def _network(self) -> AbstractContextManager:
@@ -176,7 +178,7 @@ class Policy(nn.Module, ABC):
         with self._network():
             new_tokens = self._generate(query_ids, query_mask, prefix_ids, prefix_mask, {
                 "pad_token_id": self.pad_token_id, "eos_token_id": list(self.eos_token_ids) or None,
-                "use_cache": True, **settings.generate_kwargs(),
+                "use_cache": True, **settings.generate_kwargs(), **({"synced_gpus": True} if self.synced_gpus else {}),
             })
         lengths = continuation_lengths(new_tokens, self.eos_token_ids)
         keep = torch.arange(new_tokens.shape[1], device=new_tokens.device) < lengths[:, None]
