@@ -77,7 +77,7 @@ def run_rlgf(args: list[str], timeout: int = 300):
     import sys
 
     command = [str(Path(sys.executable).parent / "rlgf"), *args]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
     completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lightning.pytorch import Callback
+from lightning.pytorch.strategies import FSDPStrategy
 
 from rlgf_pl.rewards.base import Reward
 
@@ -164,3 +165,28 @@ class FaultsFrom(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if trainer.current_epoch == self.epoch:
             FaultProxy.current.fault = self.fault
+
+
+class CPUFSDPStrategy(FSDPStrategy):
+    """Lightning's FSDPStrategy on CPU ranks over gloo. Lightning refuses the exact FSDPStrategy class without a
+    GPU, and torch's FSDP wants `device_id=cpu` said explicitly (with no device it looks for an accelerator);
+    everything else (sharding, optimizer, checkpoints) is Lightning's own."""
+
+    def _setup_model(self, model):
+        import torch
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        return FullyShardedDataParallel(module=model, cpu_offload=self.cpu_offload,
+                                        mixed_precision=self.mixed_precision_config,
+                                        sharding_strategy=self.sharding_strategy, device_id=torch.device("cpu"),
+                                        **self.kwargs)
+
+    def lightning_module_state_dict(self):
+        # Lightning's full state dict offloads to CPU, which on CPU ranks crashes in torch's FSDP1 clone hook
+        # (a segmentation fault in _full_post_state_dict_hook); on CPU there is nothing to offload.
+        from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        config = FullStateDictConfig(offload_to_cpu=False, rank0_only=True)
+        with FSDP.state_dict_type(self.model, StateDictType.FULL_STATE_DICT, config):
+            return self.model.state_dict()

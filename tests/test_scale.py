@@ -192,3 +192,39 @@ def test_throughput_callback_logs_time_tokens_and_memory(tmp_path, toy_model_dir
         assert stats["perf/peak_rss_gib"] > 0.1
     logged = read_scalars(tmp_path)
     assert len(logged["perf/update_tokens_per_s"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_fsdp_two_cpu_ranks(tmp_path, toy_model_dir, lora):
+    """FSDP (torch's FullyShardedDataParallel over gloo) on 2 CPU ranks: collection under the gathered
+    parameters, synced generation in validation, and a full-state checkpoint that loads on one process."""
+    from conftest import run_rlgf
+
+    from rlgf_pl.utils.tensorboard import per_epoch, read_scalars
+
+    run_rlgf(fast_fit_args(tmp_path, toy_model_dir, epochs=2, extra=[
+        '--trainer.strategy={"class_path": "helpers.CPUFSDPStrategy"}', "--trainer.accelerator=cpu", "--trainer.devices=2",
+        *([LORA] if lora else [])]))
+    assert len(per_epoch(read_scalars(tmp_path), "train/reward")) == 2
+    assert per_epoch(read_scalars(tmp_path), "val/reward")
+    module = load_trained_module(_last(tmp_path))
+    initial = built(PPO(model=str(toy_model_dir), lora=module.lora))
+    trained = dict(module.named_parameters())
+    changed = [name for name, parameter in initial.named_parameters()
+               if parameter.requires_grad and not torch.equal(parameter, trained[name])]
+    assert any(name.startswith("policy.") for name in changed), "the policy trained under FSDP"
+
+
+def test_fsdp_is_told_to_keep_original_parameters():
+    from helpers import CPUFSDPStrategy
+    from lightning.pytorch import Trainer
+
+    from rlgf_pl.algorithms.sharding import prepare_strategy
+
+    trainer = Trainer(strategy=CPUFSDPStrategy(), accelerator="cpu", devices=1, logger=False)
+    prepare_strategy(trainer)
+    assert trainer.strategy.kwargs["use_orig_params"] is True
+    refused = Trainer(strategy=CPUFSDPStrategy(use_orig_params=False), accelerator="cpu", devices=1, logger=False)
+    with pytest.raises(ConfigError, match="use_orig_params"):
+        prepare_strategy(refused)
