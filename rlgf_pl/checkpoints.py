@@ -15,7 +15,7 @@ from rlgf_pl.errors import CheckpointError
 LIGHTNING_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
 """`ckpt_path` values Lightning resolves itself."""
 
-ARCHITECTURE_SETTINGS = ("kind", "critic_share_trunk")
+ARCHITECTURE_SETTINGS = ("kind", "critic_share_trunk", "lora")
 """Model settings that change which weights a checkpoint holds: a run cannot override them."""
 
 _FIX = "Pass a .ckpt file written by `rlgf fit` (runs/<algorithm>/version_N/checkpoints/last.ckpt)."
@@ -72,6 +72,7 @@ def merge_stored_settings(stored_class: str | None, stored: Mapping[str, Any], g
             f"The checkpoint was trained with {_short(stored_class)}, but this run's config asks for "
             f"{_short(given_class)}; the algorithms hold different weights. Use the config the checkpoint was "
             f"trained with (config.yaml in its version folder), or set model.class_path to {stored_class}.")
+    stored, given = _normalized(stored), _normalized(given)
     conflicts = [f"{name}: checkpoint {stored[name]!r}, config {given[name]!r}" for name in ARCHITECTURE_SETTINGS
                  if name in stored and name in given and given[name] != stored[name]]
     if conflicts:
@@ -84,6 +85,18 @@ def merge_stored_settings(stored_class: str | None, stored: Mapping[str, Any], g
             overrides.append(f"{name}: {stored[name]!r} -> {value!r}")
         merged[name] = value
     return merged, overrides
+
+
+def _normalized(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings in one spelling: `lora` as its full mapping (a config may leave defaults out)."""
+    from dataclasses import asdict
+
+    from rlgf_pl.policies.lora import as_lora_settings
+
+    settings = dict(settings)
+    if settings.get("lora") is not None:
+        settings["lora"] = asdict(as_lora_settings(settings["lora"]))
+    return settings
 
 
 def _short(class_path: str) -> str:

@@ -228,3 +228,16 @@ def test_fsdp_is_told_to_keep_original_parameters():
     refused = Trainer(strategy=CPUFSDPStrategy(use_orig_params=False), accelerator="cpu", devices=1, logger=False)
     with pytest.raises(ConfigError, match="use_orig_params"):
         prepare_strategy(refused)
+
+
+def test_checkpoint_lora_settings_are_compared_in_full():
+    from rlgf_pl.checkpoints import merge_stored_settings
+    from rlgf_pl.errors import CheckpointError
+
+    stored = {"model": "/m", "lora": {"r": 4, "alpha": 8.0, "dropout": 0.0, "target_modules": None}}
+    merged, overrides = merge_stored_settings("x.PPO", stored, "x.PPO", {"lora": {"r": 4, "alpha": 8}})
+    assert overrides == [] and merged["lora"]["r"] == 4, "the same adapters, written with defaults left out"
+    with pytest.raises(CheckpointError, match="lora"):
+        merge_stored_settings("x.PPO", stored, "x.PPO", {"lora": {"r": 8}})
+    with pytest.raises(CheckpointError, match="lora"):
+        merge_stored_settings("x.PPO", stored, "x.PPO", {"lora": None})
