@@ -1,5 +1,7 @@
 """GAE, KL shaping and whitening against numbers worked out by hand."""
 
+import math
+
 import pytest
 import torch
 
@@ -49,3 +51,22 @@ def test_explained_variance():
     mask = torch.ones(1, 3)
     assert float(explained_variance(targets, targets, mask)) == pytest.approx(1.0)
     assert float(explained_variance(torch.zeros(1, 3) + 2.0, targets, mask)) == pytest.approx(0.0)
+
+
+def test_kl_estimators_by_hand_and_unbiased_on_policy():
+    from rlgf_pl.rollout.advantages import kl_estimate
+
+    logprobs, ref = torch.tensor([-1.0, -2.0]), torch.tensor([-1.5, -1.0])
+    assert kl_estimate(logprobs, ref, "k1").tolist() == pytest.approx([0.5, -1.0])
+    assert kl_estimate(logprobs, ref, "k2").tolist() == pytest.approx([0.125, 0.5])
+    assert kl_estimate(logprobs, ref, "k3").tolist() == pytest.approx([math.exp(-0.5) - 1 + 0.5, math.e - 1 - 1])
+    generator = torch.Generator().manual_seed(0)
+    p, q = torch.softmax(torch.randn(50, generator=generator), 0), torch.softmax(torch.randn(50, generator=generator), 0)
+    exact = float((p * (p / q).log()).sum())
+    tokens = torch.multinomial(p, 200_000, replacement=True, generator=generator)
+    for estimator in ("k1", "k3"):  # unbiased for tokens drawn from pi itself
+        mean = float(kl_estimate(p.log()[tokens], q.log()[tokens], estimator).mean())
+        assert mean == pytest.approx(exact, rel=0.03), estimator
+    top = torch.topk(p, 5).indices  # top-k sampling: k1 can turn negative, k3 cannot
+    truncated = top[torch.multinomial(p[top], 20_000, replacement=True, generator=generator)]
+    assert (kl_estimate(p.log()[truncated], q.log()[truncated], "k3") >= 0).all()

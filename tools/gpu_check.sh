@@ -9,7 +9,7 @@
 #   3. the same LoRA fit under FSDP, and under DeepSpeed ZeRO-2, on every GPU present (needs `deepspeed`;
 #      skipped with a note when it is not installed);
 #   4. full fine-tuning of SmolLM2 under FSDP on every GPU.
-# Each fit runs with callbacks.Throughput, which prints per epoch the generation and update tokens/s and
+# Each fit runs with callbacks.Throughput (in configs/smollm2/trainer.yaml; added for the quickstart), which prints per epoch the generation and update tokens/s and
 # the peak GPU memory (and logs them as perf/* in TensorBoard). A summary table is printed at the end and
 # written to OUT_DIR/summary.txt. The exit status is the number of fits that failed.
 set -uo pipefail
@@ -32,14 +32,15 @@ fit() {  # NAME then rlgf fit arguments
   local name=$1; shift
   local start=$SECONDS
   if rlgf fit "$@" --trainer.default_root_dir="$OUT/$name" --trainer.enable_progress_bar=false \
-      --trainer.callbacks+=callbacks.Throughput >"$OUT/$name.log" 2>&1; then status=ok; else status=FAILED; FAILED=$((FAILED + 1)); fi
+      >"$OUT/$name.log" 2>&1; then status=ok; else status=FAILED; FAILED=$((FAILED + 1)); fi
   local last
   last=$(grep "^rlgf: epoch" "$OUT/$name.log" | tail -1)
   printf '%-22s %-7s %5ss  %s\n' "$name" "$status" "$((SECONDS - start))" "${last#rlgf: }" | tee -a "$SUMMARY"
 }
 
 GPU=(--trainer.accelerator=gpu --trainer.precision=bf16-mixed)
-fit quickstart_bf16 --config configs/quickstart.yaml "${GPU[@]}" --trainer.devices=1 --trainer.max_epochs=4
+fit quickstart_bf16 --config configs/quickstart.yaml "${GPU[@]}" --trainer.devices=1 --trainer.max_epochs=4 \
+  --trainer.callbacks+=callbacks.Throughput  # configs/smollm2 have it already
 fit smollm2_lora_bf16 --config configs/smollm2/ppo.yaml "${GPU[@]}" --trainer.devices=1 \
   --data.init_args.rollouts_per_epoch=128 --data.init_args.minibatch_size=32 --data.init_args.generation.max_new_tokens=48 \
   --data.init_args.generation.min_new_tokens=48 --model.init_args.forward_batch_size=64

@@ -28,6 +28,7 @@ from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.policies.loading import KindSetting, check_kind
 from rlgf_pl.policies.lora import LoraSettings, as_lora_settings
 from rlgf_pl.rollout.advantages import (
+    KLEstimator,
     explained_variance,
     generalized_advantages,
     kl_shaped_rewards,
@@ -79,6 +80,10 @@ class RLGFModule(Safeguards, EvaluationSteps, LightningModule):
         kl_target: Target KL per trajectory for the adaptive controller; null keeps `kl_coef` fixed.
         kl_horizon: Adaptive KL controller horizon, in trajectories.
         kl_penalty: Apply the KL penalty to learner tokens (off reproduces the authors' guided code).
+        kl_estimator: The per-token KL estimate the penalty uses: 'k1' (log pi - log pi_ref, the paper's and
+            TRL's default), or 'k2' / 'k3', which are never negative. With top-k, top-p or min_new_tokens the
+            tokens are not sampled from pi itself, k1 can average below zero, and its penalty then pays the
+            learner to drift (the logged `train/kl` turns negative); k2 or k3 keep it a penalty.
         whiten_advantages: Normalize advantages over policy-gradient tokens.
         forward_batch_size: Trajectories per no-grad forward pass when preparing rollouts.
         score_scaling: Scale the rewards by their running std over the run ('std', as TRL's use_score_scaling)
@@ -112,6 +117,7 @@ class RLGFModule(Safeguards, EvaluationSteps, LightningModule):
         kl_target: float | None = None,
         kl_horizon: int = 10_000,
         kl_penalty: bool = True,
+        kl_estimator: KLEstimator = "k1",
         whiten_advantages: bool = True,
         forward_batch_size: int = 32,
         score_scaling: ScoreScaling | None = None,
@@ -128,6 +134,8 @@ class RLGFModule(Safeguards, EvaluationSteps, LightningModule):
         check_kind(kind)
         if score_scaling not in (None, "std", "mean_std"):
             raise ConfigError(f"score_scaling must be 'std', 'mean_std' or null, got {score_scaling!r}.")
+        if kl_estimator not in ("k1", "k2", "k3"):
+            raise ConfigError(f"kl_estimator must be 'k1', 'k2' or 'k3', got {kl_estimator!r}.")
         if score_clip is not None and not score_clip > 0:
             raise ConfigError(f"score_clip must be > 0 or null (no clipping), got {score_clip}.")
         if critic_share_trunk and critic_model is not None:
@@ -254,7 +262,8 @@ class RLGFModule(Safeguards, EvaluationSteps, LightningModule):
         learner_mask = rollout.learner_mask
         kl_mask = learner_mask if self.hparams.kl_penalty else torch.zeros_like(learner_mask)
         self._largest_score = scores.abs().max() if scores.numel() else None
-        rewards, kl = kl_shaped_rewards(self.training_scores(scores), logprobs, ref_logprobs, response_mask, kl_mask, self.kl_controller.value)
+        rewards, kl = kl_shaped_rewards(self.training_scores(scores), logprobs, ref_logprobs, response_mask, kl_mask, self.kl_controller.value,
+                                       self.hparams.kl_estimator)
         advantages, returns = generalized_advantages(
             rewards, values, response_mask, self.hparams.gamma, self.hparams.gae_lambda
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor
 
@@ -29,6 +31,27 @@ def whiten(values: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1
     return torch.where(mask.bool(), whitened, values)
 
 
+KLEstimator = Literal["k1", "k2", "k3"]
+
+
+def kl_estimate(logprobs: Tensor, ref_logprobs: Tensor, estimator: KLEstimator = "k1") -> Tensor:
+    """Per-token estimates of KL(pi || pi_ref) from the sampled tokens' log-probs (Schulman's k1, k2, k3).
+
+    k1 = log pi - log pi_ref is unbiased but can be negative; k2 = (log pi - log pi_ref)^2 / 2 and
+    k3 = pi_ref/pi - 1 - log(pi_ref/pi) are never negative. That matters when tokens are not sampled from pi
+    itself (top-k, top-p or min_new_tokens truncate it): then the mean of k1 can fall below zero, and a k1
+    penalty pays the learner for moving away from the reference.
+    """
+    log_ratio = logprobs - ref_logprobs
+    if estimator == "k1":
+        return log_ratio
+    if estimator == "k2":
+        return 0.5 * log_ratio.square()
+    if estimator == "k3":
+        return torch.expm1(-log_ratio) + log_ratio
+    raise ValueError(f"Unknown KL estimator {estimator!r}; use 'k1', 'k2' or 'k3'.")
+
+
 def kl_shaped_rewards(
     scores: Tensor,
     logprobs: Tensor,
@@ -36,9 +59,10 @@ def kl_shaped_rewards(
     response_mask: Tensor,
     kl_mask: Tensor,
     kl_coef: float | Tensor,
+    estimator: KLEstimator = "k1",
 ) -> tuple[Tensor, Tensor]:
-    """Per-token rewards r_t = -kl_coef * (log pi(y_t) - log pi_ref(y_t)) on `kl_mask`, plus the
-    sequence score on each trajectory's last generated token.
+    """Per-token rewards r_t = -kl_coef * KL_t on `kl_mask` (KL_t the `estimator`'s estimate, k1 by default:
+    log pi(y_t) - log pi_ref(y_t)), plus the sequence score on each trajectory's last generated token.
 
     Args:
         scores: [B] sequence rewards.
@@ -46,11 +70,12 @@ def kl_shaped_rewards(
         response_mask: [B, T] generated tokens.
         kl_mask: [B, T] tokens the KL penalty applies to (the learner's).
         kl_coef: the KL coefficient.
+        estimator: 'k1', 'k2' or 'k3' (see `kl_estimate`).
 
     Returns:
         rewards [B, T] and the per-token KL estimate [B, T] (0 off `kl_mask`).
     """
-    kl = (logprobs - ref_logprobs) * kl_mask.to(logprobs.dtype)
+    kl = kl_estimate(logprobs, ref_logprobs, estimator) * kl_mask.to(logprobs.dtype)
     rewards = -kl_coef * kl
     last = (response_mask.long().sum(-1) - 1).clamp(min=0)
     rewards = rewards.scatter_add(1, last[:, None], scores.to(rewards.dtype)[:, None])
