@@ -15,13 +15,13 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor
 
+from rlgf_pl.algorithms.checkpointing import CheckpointState
 from rlgf_pl.algorithms.evaluation import EvaluationSteps
 from rlgf_pl.algorithms.losses import ppo_loss
 from rlgf_pl.algorithms.models import build_agent_models
 from rlgf_pl.algorithms.safeguards import Safeguards
 from rlgf_pl.algorithms.sharding import full_parameters, prepare_strategy, shards_parameters
-from rlgf_pl.checkpoints import state_mismatch
-from rlgf_pl.errors import CheckpointError, ConfigError
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.critic import ValueModel
 from rlgf_pl.policies.generation import GenerationSettings
@@ -44,13 +44,12 @@ from rlgf_pl.zoo.registry import resolve_model_path
 if TYPE_CHECKING:
     from rlgf_pl.data.datamodule import RolloutDataModule
 
-REFERENCE_PREFIX = "reference."
 ROLLOUT_HOOK = "on_rollouts_collected"
 """Callbacks that define `on_rollouts_collected(trainer, pl_module, rollout, scores)` get each epoch's
 scored training rollouts of their rank (see docs/architecture.md)."""
 
 
-class RLGFModule(Safeguards, EvaluationSteps, LightningModule):
+class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, LightningModule):
     """Base agent: PPO-style updates of a learner (causal or seq2seq LM) against a frozen reference.
 
     The networks are built in `configure_model`, so a strategy can wrap or shard them and a checkpoint
@@ -374,30 +373,3 @@ class RLGFModule(Safeguards, EvaluationSteps, LightningModule):
                 is_critic = critic_lr is not None and name.startswith(("critic.", "guide_critic."))
                 (critics if is_critic else default).append(parameter)
         return [{"params": default}] + ([{"params": critics, "lr": critic_lr}] if critics else [])
-
-    # ---- checkpoints: what does not train (the reference, a LoRA base) is rebuilt from `model`, never saved --
-    def frozen_parameter_names(self) -> set[str]:
-        """State keys of the parameters that never train (under every name a shared one has)."""
-        return {name for name, parameter in self.named_parameters(remove_duplicate=False) if not parameter.requires_grad}
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint["state_dict"]
-        frozen = self.frozen_parameter_names()
-        for key in [k for k in state if k.startswith(REFERENCE_PREFIX) or k in frozen]:
-            del state[key]
-        self._stop_if_non_finite(state, "saving a checkpoint (no file was written; the last one is intact)")
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint["state_dict"]
-        for key, value in self.reference.state_dict(prefix=REFERENCE_PREFIX).items():
-            state.setdefault(key, value)
-        current = self.state_dict()
-        for key in self.frozen_parameter_names():
-            state.setdefault(key, current[key])
-        for key, value in self.score_moments.state_dict(prefix="score_moments.").items():
-            state.setdefault(key, value)  # checkpoints from before score scaling existed
-        mismatch = state_mismatch(state, self.state_dict())
-        if mismatch:
-            raise CheckpointError(
-                f"The checkpoint's weights do not fit the models of this run (model={self.hparams.model!r}): "
-                f"{mismatch}. Load it with the model it was trained with (see config.yaml in its version folder).")
