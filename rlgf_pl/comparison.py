@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -148,22 +149,72 @@ def plot_frontier(runs: Sequence[RunRecord], x: str, path: str | Path) -> Path:
     return _save(figure, axes, path)
 
 
-def _figure():
-    """A new matplotlib figure and axes (Agg backend: no display needed)."""
+SWEEP_LABEL = re.compile(r"^(?P<series>.+)_(?P<parameter>[A-Za-z_]+?)(?P<value>[0-9][0-9.eE+-]*)$")
+
+
+def sweep_points(runs: Sequence[RunRecord], metric: str) -> tuple[str, dict[str, dict[float, list[float]]]]:
+    """Runs whose labels name a swept setting (`{series}_{parameter}{value}`, e.g. `ppo_kl0.1`, as
+    `compare.py --suffix` names them): the parameter's name, and per series, per value, the test `metric` of
+    each run. Labels of another form are left out."""
+    parameters, points = set(), {}
+    for label, group in grouped(runs).items():
+        match = SWEEP_LABEL.match(label)
+        if match is None:
+            continue
+        try:
+            value = float(match["value"])
+        except ValueError:
+            continue
+        parameters.add(match["parameter"])
+        values = [run.results.get("learner", {}).get(metric, float("nan")) for run in group]
+        points.setdefault(match["series"], {})[value] = [v for v in values if math.isfinite(v)]
+    if len(parameters) > 1:
+        raise ValueError(f"the runs sweep more than one setting ({sorted(parameters)}); compare one sweep at a time")
+    return (parameters.pop() if parameters else ""), points
+
+
+def plot_sweep(runs: Sequence[RunRecord], metrics: Sequence[str], path: str | Path) -> Path | None:
+    """PNG with one panel per test metric against the swept setting (log axis): a line through each series'
+    means with ±std bars, a small point per seed. None (nothing written) unless some series has two values."""
+    sweeps = [sweep_points(runs, metric) for metric in metrics]
+    if not any(len(values) >= 2 for _, series in sweeps for values in series.values()):
+        return None
+    figure, panels = _figure(columns=len(metrics))
+    for panel, metric, (parameter, series) in zip(panels, metrics, sweeps):
+        for index, (name, values) in enumerate(sorted(series.items())):
+            xs = sorted(x for x in values if values[x])
+            means = [statistics.fmean(values[x]) for x in xs]
+            stds = [statistics.stdev(values[x]) if len(values[x]) > 1 else 0.0 for x in xs]
+            n = sorted({len(values[x]) for x in xs})
+            panel.errorbar(xs, means, yerr=stds, color=f"C{index}", marker="o", capsize=3,
+                           label=f"{name} (n={'/'.join(map(str, n))})")
+            for x in xs:
+                panel.scatter([x] * len(values[x]), values[x], s=12, alpha=0.4, color=f"C{index}")
+        panel.set_xscale("log")
+        panel.set_xlabel(parameter)
+        panel.set_ylabel(f"test/{metric}")
+    return _save(figure, panels, path)
+
+
+def _figure(columns: int = 1):
+    """A new matplotlib figure and its axes, a list when `columns` > 1 (Agg backend: no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=(6.4, 4.0))
+    figure, axes = plt.subplots(1, columns, figsize=(6.4 * columns, 4.0))
+    return figure, (list(axes) if columns > 1 else axes)
 
 
 def _save(figure, axes, path: str | Path) -> Path:
-    """Grid, legend, tight layout; write the PNG (parents created) and free the figure."""
+    """Grid and legend on each axes (one or a list), tight layout; write the PNG (parents created), free the
+    figure."""
     import matplotlib.pyplot as plt
 
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
+    for each in axes if isinstance(axes, list) else [axes]:
+        each.grid(alpha=0.3)
+        each.legend(fontsize="small")
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

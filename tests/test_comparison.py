@@ -76,3 +76,21 @@ def test_validation_curves_are_placed_at_the_epochs_they_followed():
                "epoch": [(0, 0.0), (16, 0.0), (17, 1.0), (32, 1.0), (33, 2.0), (48, 2.0), (64, 3.0)]}
     assert epochs_of(scalars, "val/reward") == [0.0, 2.0, 4.0]
     assert epochs_of({"val/reward": [(0, 0.1), (5, 0.2)]}, "val/reward") == [0.0, 1.0]  # no epoch series: index
+
+
+def test_a_suffix_sweep_groups_runs_by_series_and_setting(tmp_path):
+    from rlgf_pl.comparison import plot_sweep, sweep_points
+
+    directories = [fake_run(tmp_path, f"{name}_kl{kl}", seed, {"test/reward": reward, "test/perplexity": 50.0}, [0.1])
+                   for name, kl, seed, reward in [("ppo", "0.01", 0, 0.8), ("ppo", "0.01", 1, 0.6),
+                                                  ("ppo", "0.1", 0, 0.5), ("ppo_pp", "0.1", 0, 0.7)]]
+    records = [load_run(directory) for directory in directories] + [load_run(fake_run(tmp_path, "ppo", 5, {}, [0.1]))]
+    parameter, points = sweep_points(records, "reward")
+    assert parameter == "kl"  # ppo_pp's own underscore stays in its series name; the plain "ppo" run is left out
+    assert points == {"ppo": {0.01: [0.8, 0.6], 0.1: [0.5]}, "ppo_pp": {0.1: [0.7]}}
+    assert plot_sweep(records, ["reward", "perplexity"], tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert plot_sweep(records[2:], ["reward"], tmp_path / "none.png") is None  # no series with two settings
+
+    mixed = records + [load_run(fake_run(tmp_path, "ppo_lr0.001", 0, {"test/reward": 0.1}, [0.1]))]
+    with pytest.raises(ValueError, match="more than one setting"):
+        sweep_points(mixed, "reward")

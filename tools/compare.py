@@ -12,10 +12,13 @@ picks up where it was):
         --seeds 0 1 2 --root runs/compare --out docs/results --jobs 2
 
 `--arg=X` adds X to both commands (e.g. `--arg=--trainer.max_epochs=2`), `--test-arg=X` to the test only.
+`--suffix=S` names the runs `{config name}S`, so a sweep keeps its settings apart in one table (a KL sweep:
+`--arg=--model.init_args.kl_coef=0.1 --suffix=_kl0.1`).
 
 Writes `{out}/results.md` (the table), `{out}/val_reward.png` and `{out}/train_kl.png` (curves over
 epochs), and `{out}/reward_perplexity.png` and `{out}/reward_kl.png` (the reward-fluency and reward-KL
-frontiers: a point per seed, a large one per algorithm's mean).
+frontiers: a point per seed, a large one per algorithm's mean), and, where run names carry a `--suffix` sweep,
+`{out}/sweep.png` (test reward and perplexity against the swept setting).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlgf_pl.comparison import load_run, plot_curves, plot_frontier, summary_table  # noqa: E402
+from rlgf_pl.comparison import load_run, plot_curves, plot_frontier, plot_sweep, summary_table  # noqa: E402
 
 
 def logger_argument(root: Path, name: str, version: str) -> str:
@@ -40,9 +43,10 @@ def logger_argument(root: Path, name: str, version: str) -> str:
     return "--trainer.logger=" + json.dumps(logger)
 
 
-def run_one(config: Path, seed: int, root: Path, threads: int, run_args: list[str], test_args: list[str]) -> Path:
+def run_one(config: Path, seed: int, root: Path, threads: int, run_args: list[str], test_args: list[str],
+            suffix: str = "") -> Path:
     """Fit and test one (config, seed) unless its results exist. Returns the run directory."""
-    name, version = config.stem, f"seed{seed}"
+    name, version = config.stem + suffix, f"seed{seed}"
     directory = root / name / version
     if (directory / "test_results.json").is_file():
         return directory
@@ -71,6 +75,7 @@ def main() -> None:
                         help="extra argument for fit and test, e.g. --arg=--trainer.max_epochs=2 (repeatable)")
     parser.add_argument("--test-arg", action="append", default=[], dest="test_args",
                         help="extra argument for `rlgf test` only (repeatable)")
+    parser.add_argument("--suffix", default="", help="appended to each run's name, e.g. _kl0.1 for a sweep")
     parser.add_argument("--metrics", nargs="*", default=None, help="table rows (default: every metric)")
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
     args = parser.parse_args()
@@ -85,7 +90,8 @@ def main() -> None:
         jobs = [(config, seed) for seed in args.seeds for config in args.configs]  # every algorithm per seed first
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            runs += list(pool.map(lambda job: run_one(*job, args.root, threads, args.run_args, args.test_args), jobs))
+            runs += list(pool.map(lambda job: run_one(*job, args.root, threads, args.run_args, args.test_args,
+                                                        args.suffix), jobs))
         print(f"{len(jobs)} runs took {time.perf_counter() - started:.0f} s in all")
     records = [load_run(directory) for directory in runs]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -95,9 +101,10 @@ def main() -> None:
     plot_curves(records, "train/kl", args.out / "train_kl.png")
     plot_frontier(records, "perplexity", args.out / "reward_perplexity.png")
     plot_frontier(records, "kl", args.out / "reward_kl.png")
+    swept = plot_sweep(records, ["reward", "perplexity"], args.out / "sweep.png")
     print(table)
-    print(f"Wrote {args.out / 'results.md'} and the plots val_reward, train_kl, reward_perplexity and reward_kl "
-          f"(.png) in {args.out}")
+    print(f"Wrote {args.out / 'results.md'} and the plots val_reward, train_kl, reward_perplexity, reward_kl"
+          f"{' and sweep' if swept else ''} (.png) in {args.out}")
 
 
 if __name__ == "__main__":
