@@ -151,7 +151,7 @@ def test_every_algorithm_has_a_commongen_and_a_concepts_config():
 
 def test_concepts_zoo_tiny_slice_builds_and_loads(tmp_path, monkeypatch):
     """The concept zoo's three stages on a slice: a tokenizer with T5's specials, a seq2seq learner trained
-    with span corruption then SFT, and a guide fine-tuned from it (the full build is `rlgf zoo build`)."""
+    by deshuffling then SFT, and a guide fine-tuned from it (the full build is `rlgf zoo build`)."""
     from rlgf_pl.policies.loading import load_tokenizer
     from rlgf_pl.zoo import concepts
 
@@ -168,3 +168,22 @@ def test_concepts_zoo_tiny_slice_builds_and_loads(tmp_path, monkeypatch):
     learner, guide = load_policy(str(directories["learner"])), load_policy(str(directories["guide"]))
     assert learner.kind == guide.kind == "seq2seq"
     assert any(not torch.equal(a, b) for a, b in zip(learner.parameters(), guide.parameters()))
+
+
+def test_deshuffling_examples_ask_to_write_the_sentence_from_its_own_words():
+    import random
+    from collections import Counter
+
+    from rlgf_pl.zoo.concepts import shuffled_words
+
+    rng = random.Random(0)
+    sentence = "The film is a quiet and moving portrait of grief"
+    kept_counts = []
+    for _ in range(200):
+        example = shuffled_words(sentence, rng, keep=0.65)
+        assert example["references"] == [sentence] and example["prompt"].startswith("generate a sentence with: ")
+        words = prompt_concepts(example["prompt"])
+        assert words and not Counter(words) - Counter(sentence.lower().split()), "a non-empty sub-multiset"
+        kept_counts.append(len(words))
+    assert 0.55 < sum(kept_counts) / (200 * 10) < 0.75  # about `keep` of the 10 words
+    assert shuffled_words("one", random.Random(1), keep=0.0)["prompt"] == "generate a sentence with: one."

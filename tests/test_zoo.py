@@ -101,3 +101,27 @@ def test_zoo_model_built_on_first_use_inside_the_cli(tmp_path, monkeypatch):
                     run=False)
     assert (tmp_path / "cache" / "zoo" / "toy-guide" / "DONE").exists()
     assert cli.model.hparams.model == "zoo:toy-guide"
+
+
+def test_a_cache_from_an_older_recipe_is_rebuilt_once(tmp_path, monkeypatch, capsys):
+    """Raising a zoo entry's version replaces caches built by the old recipe; a current cache is reused."""
+    monkeypatch.setenv("RLGF_CACHE", str(tmp_path / "cache"))
+    builds = []
+
+    def build(directory):
+        builds.append(directory)
+        (directory / "weights").write_text(f"recipe {len(builds)}")
+
+    monkeypatch.setitem(registry.ZOO, "fake", registry.ZooEntry("fake", "a test entry", build))
+    target = registry.ensure_built("fake")
+    assert registry.built_version(target) == 1 and len(builds) == 1
+    (target / "DONE").write_text("built in 1.0s\n")  # a build from before recipes had versions
+    assert registry.ensure_built("fake") == target and len(builds) == 1, "version 1 is the unversioned recipe"
+
+    monkeypatch.setitem(registry.ZOO, "fake", registry.ZooEntry("fake", "a test entry", build, version=2))
+    assert registry.zoo_main(["list"]) == 0
+    assert "zoo:fake" in (listed := capsys.readouterr().out) and "outdated" in listed.split("zoo:fake")[1].splitlines()[0]
+    assert registry.ensure_built("fake") == target and len(builds) == 2
+    assert registry.built_version(target) == 2 and (target / "weights").read_text() == "recipe 2"
+    assert registry.ensure_built("fake") == target and len(builds) == 2, "the new build is reused"
+    assert sorted(path.name for path in target.parent.iterdir()) == ["fake"], "no staging or retired copies left"

@@ -1,6 +1,6 @@
 """The concept-task zoo (the offline CommonGen stand-in): a SentencePiece-style BPE tokenizer with T5's
-sentinels, a small T5 pretrained with span corruption and fine-tuned on concepts -> sentence (the learner),
-and the same model fine-tuned longer (the guide). Trained only on the concept task's training split."""
+special tokens, a small T5 pretrained by deshuffling and fine-tuned on concepts -> sentence (the learner), and
+the same model fine-tuned longer (the guide). Trained only on the concept task's training split."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 
 from rlgf_pl.data.tasks.base import PromptTask
-from rlgf_pl.data.tasks.commongen import ConceptTask, concept_sets
+from rlgf_pl.data.tasks.commongen import ConceptTask, concept_prompt, concept_sets
 from rlgf_pl.zoo.registry import ZooEntry, register, zoo_path
 from rlgf_pl.zoo.training import train_sft
 
@@ -45,49 +45,39 @@ def build_concepts_tokenizer(directory: Path, max_sets: int | None = None) -> No
     tokenizer.save_pretrained(directory)
 
 
-class SpanCorruptionTask(PromptTask):
-    """T5's pretraining objective on the training sentences: about 15% of the words, in spans of 1-3, are
-    replaced by sentinels in the input; the target lists the sentinels with the words they hid."""
+class DeshuffleTask(PromptTask):
+    """Pretraining that teaches copying: the prompt lists about two thirds of a training sentence's words in
+    random order, in the concept prompt's format, and the target is the sentence. (T5's span corruption never
+    asks the decoder to write what the encoder read; a T5 trained from scratch on it learned to use concepts
+    less than half as often: 5-beam validation coverage 0.067, against 0.163 after deshuffling.)"""
 
-    def __init__(self, max_sets: int | None = None, seed: int = SEED) -> None:
+    def __init__(self, max_sets: int | None = None, seed: int = SEED, keep: float = 0.65) -> None:
         self.max_sets = max_sets
         self.seed = seed
+        self.keep = keep
 
     def load(self, split: str) -> Dataset:
         sentences = training_sentences(self.max_sets)
         if split != "train":
             sentences = sentences[:16]
         rng = random.Random(f"{self.seed}-{split}")
-        return Dataset.from_list([corrupt(sentence.split(), rng) for sentence in sentences])
+        return Dataset.from_list([shuffled_words(sentence, rng, self.keep) for sentence in sentences])
 
 
-def corrupt(words: list[str], rng: random.Random, rate: float = 0.15) -> dict:
-    """One span-corruption example: {'prompt': input with sentinels, 'references': [target]}."""
-    spans, position = [], 0
-    budget = max(1, round(rate * len(words)))
-    while budget > 0 and len(spans) < SENTINELS:
-        length = min(rng.randint(1, 3), budget)
-        start = rng.randrange(position, max(position + 1, len(words) - length + 1))
-        if start + length > len(words):
-            break
-        spans.append((start, length))
-        position, budget = start + length + 1, budget - length
-        if position >= len(words):
-            break
-    source, target, cursor = [], [], 0
-    for index, (start, length) in enumerate(spans):
-        source += [*words[cursor:start], f"<extra_id_{index}>"]
-        target += [f"<extra_id_{index}>", *words[start : start + length]]
-        cursor = start + length
-    source += words[cursor:]
-    return {"prompt": " ".join(source), "references": [" ".join(target)]}
+def shuffled_words(sentence: str, rng: random.Random, keep: float) -> dict:
+    """One deshuffling example: {'prompt': the kept words (at least one), shuffled, as a concept prompt,
+    'references': [sentence]}."""
+    words = sentence.lower().split()
+    kept = [word for word in words if rng.random() < keep] or [rng.choice(words)]
+    rng.shuffle(kept)
+    return {"prompt": concept_prompt(kept), "references": [sentence]}
 
 
-def build_concepts_t5(directory: Path, pretrain_steps: int = 300, sft_steps: int = 1500,
+def build_concepts_t5(directory: Path, pretrain_steps: int = 600, sft_steps: int = 1500,
                       max_sets: int | None = None) -> None:
-    """A T5 (3+3 layers, 128 wide) pretrained with span corruption (batches of 32), then fine-tuned on
-    concepts -> sentence (batches of 16). A T5 trained from scratch learns to copy its inputs slowly: after
-    these steps it uses some of the concepts, which leaves the RL and the guide room."""
+    """A T5 (3+3 layers, 128 wide) pretrained by deshuffling (batches of 32), then fine-tuned on
+    concepts -> sentence (batches of 16). It uses some of the concepts, which leaves the RL and the guide
+    room."""
     tokenizer = PreTrainedTokenizerFast.from_pretrained(zoo_path("concepts-tokenizer"))
     config = T5Config(vocab_size=len(tokenizer), d_model=128, d_kv=32, d_ff=512, num_layers=3, num_decoder_layers=3,
                       num_heads=4, dropout_rate=0.0, pad_token_id=tokenizer.pad_token_id,
@@ -96,7 +86,7 @@ def build_concepts_t5(directory: Path, pretrain_steps: int = 300, sft_steps: int
     initial, pretrained = (directory.parent / f".{directory.name}-{stage}" for stage in ("init", "pretrained"))
     T5ForConditionalGeneration(config).save_pretrained(initial)
     tokenizer.save_pretrained(initial)
-    train_sft(initial, SpanCorruptionTask(max_sets), pretrained, lr=1e-3, batch_size=32, max_length=32, seed=SEED,
+    train_sft(initial, DeshuffleTask(max_sets), pretrained, lr=1e-3, batch_size=32, max_length=32, seed=SEED,
               max_steps=pretrain_steps, epochs=100)
     train_sft(pretrained, ConceptTask(num_validation=8, max_train=max_sets), directory, lr=1e-3, batch_size=16,
               max_length=32, seed=SEED, max_steps=sft_steps, epochs=100)
@@ -104,7 +94,7 @@ def build_concepts_t5(directory: Path, pretrain_steps: int = 300, sft_steps: int
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def build_concepts_t5_guide(directory: Path, steps: int = 3000, max_sets: int | None = None,
+def build_concepts_t5_guide(directory: Path, steps: int = 2000, max_sets: int | None = None,
                             learner_dir: Path | None = None) -> None:
     """`concepts-t5` fine-tuned further on concepts -> sentence: the guide."""
     train_sft(learner_dir or zoo_path("concepts-t5"), ConceptTask(num_validation=8, max_train=max_sets, seed=SEED),
@@ -113,7 +103,7 @@ def build_concepts_t5_guide(directory: Path, steps: int = 3000, max_sets: int | 
 
 register(ZooEntry("concepts-tokenizer", "BPE, 4k tokens, T5 specials, on the concept task's sentences",
                   build_concepts_tokenizer))
-register(ZooEntry("concepts-t5", "small T5: span corruption, then brief SFT on concepts -> sentence (learner)",
-                  build_concepts_t5, depends_on=("concepts-tokenizer",)))
+register(ZooEntry("concepts-t5", "small T5: deshuffling, then brief SFT on concepts -> sentence (learner)",
+                  build_concepts_t5, depends_on=("concepts-tokenizer",), version=2))
 register(ZooEntry("concepts-t5-guide", "concepts-t5 fine-tuned longer on concepts -> sentence (guide)",
-                  build_concepts_t5_guide, depends_on=("concepts-t5",)))
+                  build_concepts_t5_guide, depends_on=("concepts-t5",), version=2))

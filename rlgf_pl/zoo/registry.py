@@ -24,13 +24,15 @@ fixed count gives every CPU machine the same zoo for the same library versions. 
 @dataclass(frozen=True)
 class ZooEntry:
     """A buildable model: `build(directory)` writes it with `save_pretrained`. `available()` says whether what
-    it is built from is installed (`rlgf zoo build` with no names builds only those)."""
+    it is built from is installed (`rlgf zoo build` with no names builds only those). `version` names the
+    recipe: raising it rebuilds caches made by an older one."""
 
     name: str
     description: str
     build: Callable[[Path], None]
     depends_on: tuple[str, ...] = ()
     available: Callable[[], bool] = lambda: True
+    version: int = 1
 
 
 ZOO: dict[str, ZooEntry] = {}
@@ -71,8 +73,21 @@ def _load_entries() -> None:
     from rlgf_pl.zoo import concepts, imdb, smollm2, toy  # noqa: F401
 
 
+def built_version(directory: Path) -> int | None:
+    """The recipe version a finished build recorded in its DONE file (1 for builds from before versions);
+    None when there is no finished build."""
+    done = directory / "DONE"
+    if not done.is_file():
+        return None
+    for line in done.read_text().splitlines():
+        if line.startswith("version "):
+            return int(line.split()[1])
+    return 1
+
+
 def ensure_built(name: str) -> Path:
-    """Build zoo model `name` (and what it depends on) unless it is in the cache; return its directory."""
+    """Build zoo model `name` (and what it depends on) unless the cache holds it from the current recipe;
+    return its directory."""
     _load_entries()
     if name not in ZOO:
         raise ConfigError(f"Unknown zoo model {name!r}; the zoo has {sorted(ZOO)} (see `rlgf zoo list`).")
@@ -80,10 +95,12 @@ def ensure_built(name: str) -> Path:
     for dependency in entry.depends_on:
         ensure_built(dependency)
     target = zoo_path(name)
-    if (target / "DONE").exists():
+    found = built_version(target)
+    if found == entry.version:
         return target
     started = time.perf_counter()
-    rank_zero_info(f"[rlgf zoo] building {name!r} into {target} ...")
+    rank_zero_info(f"[rlgf zoo] building {name!r} into {target} ..." if found is None else
+                   f"[rlgf zoo] the cached {name!r} is from recipe {found}; rebuilding it with recipe {entry.version} ...")
     staging = target.with_name(f".{name}.building-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -91,7 +108,14 @@ def ensure_built(name: str) -> Path:
     # run's model arguments from LightningCLI's hyperparameter ContextVar instead of their own.
     with fixed_torch_threads(BUILD_THREADS):
         contextvars.Context().run(entry.build, staging)
-    (staging / "DONE").write_text(f"built in {time.perf_counter() - started:.1f}s\n")
+    (staging / "DONE").write_text(f"version {entry.version}\nbuilt in {time.perf_counter() - started:.1f}s\n")
+    if found is not None and built_version(target) == found:  # an older recipe's build: set it aside
+        retired = target.with_name(f".{name}.retired-{os.getpid()}")
+        try:
+            target.rename(retired)
+        except OSError:
+            pass  # another process moved it first
+        shutil.rmtree(retired, ignore_errors=True)
     try:
         staging.rename(target)  # atomic: concurrent builders (DDP ranks) never see half a model
     except OSError:
@@ -122,8 +146,9 @@ def zoo_main(argv: list[str]) -> int:
     if args.command == "list":
         print(f"zoo cache: {cache_dir() / 'zoo'}  (set RLGF_CACHE to move it)")
         for name, entry in sorted(ZOO.items()):
-            built = "built" if (zoo_path(name) / "DONE").exists() else "not built"
-            built = built if entry.available() or built == "built" else "not installed"
+            found = built_version(zoo_path(name))
+            built = {None: "not built", entry.version: "built"}.get(found, "outdated")
+            built = built if entry.available() or found is not None else "not installed"
             print(f"  zoo:{name:<22} {built:<13} {entry.description}")
         return 0
     for name in args.names or sorted(name for name, entry in ZOO.items() if entry.available()):
