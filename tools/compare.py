@@ -71,6 +71,8 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--root", type=Path, default=Path("runs/compare"), help="where run mode logs")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (threads are split among them)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads per run (default: the CPU count divided by --jobs)")
     parser.add_argument("--arg", action="append", default=[], dest="run_args",
                         help="extra argument for fit and test, e.g. --arg=--trainer.max_epochs=2 (repeatable)")
     parser.add_argument("--test-arg", action="append", default=[], dest="test_args",
@@ -86,7 +88,7 @@ def main() -> None:
             parser.error(f"config {config} does not exist")
     runs = list(args.runs)
     if args.configs:
-        threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+        threads = args.threads or max(1, (os.cpu_count() or 1) // max(1, args.jobs))
         jobs = [(config, seed) for seed in args.seeds for config in args.configs]  # every algorithm per seed first
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
