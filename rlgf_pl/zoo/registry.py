@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import os
 import shutil
@@ -111,10 +112,8 @@ def ensure_built(name: str) -> Path:
     (staging / "DONE").write_text(f"version {entry.version}\nbuilt in {time.perf_counter() - started:.1f}s\n")
     if found is not None and built_version(target) == found:  # an older recipe's build: set it aside
         retired = target.with_name(f".{name}.retired-{os.getpid()}")
-        try:
+        with contextlib.suppress(OSError):  # another process moved it first
             target.rename(retired)
-        except OSError:
-            pass  # another process moved it first
         shutil.rmtree(retired, ignore_errors=True)
     try:
         staging.rename(target)  # atomic: concurrent builders (DDP ranks) never see half a model
