@@ -187,3 +187,25 @@ def test_deshuffling_examples_ask_to_write_the_sentence_from_its_own_words():
         kept_counts.append(len(words))
     assert 0.55 < sum(kept_counts) / (200 * 10) < 0.75  # about `keep` of the 10 words
     assert shuffled_words("one", random.Random(1), keep=0.0)["prompt"] == "generate a sentence with: one."
+
+
+def test_the_learners_sft_pairs_give_half_the_training_sets_another_sets_sentence():
+    """The learner's SFT data: every training prompt kept, `fraction` of them paired with another set's
+    sentence (which seldom holds their concepts), the same draw on every build, evaluation splits untouched."""
+    from rlgf_pl.zoo.concepts import MismatchedConceptTask
+
+    task = MismatchedConceptTask(fraction=0.5, max_sets=400)
+    rows, clean = task.load("train"), ConceptTask(num_validation=8, max_train=400).load("train")
+    assert rows["prompt"] == clean["prompt"] and len(rows) == 400
+    swapped = [(prompt, refs) for prompt, refs, own in zip(rows["prompt"], rows["references"], clean["references"])
+               if refs != own]
+    assert 0.4 < len(swapped) / len(rows) < 0.6
+    def mean_coverage(pairs) -> float:
+        pairs = list(pairs)
+        return sum(coverage(prompt_concepts(prompt), refs[0]) for prompt, refs in pairs) / len(pairs)
+
+    assert mean_coverage(zip(clean["prompt"], clean["references"])) > 0.95
+    assert mean_coverage(swapped) < 0.1
+    assert MismatchedConceptTask(fraction=0.5, max_sets=400).load("train")["references"] == rows["references"]
+    assert task.load("validation")["references"] == ConceptTask(num_validation=8).load("validation")["references"]
+    assert MismatchedConceptTask(fraction=0.0, max_sets=400).load("train")["references"] == clean["references"]

@@ -1,6 +1,7 @@
 """The concept-task zoo (the offline CommonGen stand-in): a SentencePiece-style BPE tokenizer with T5's
-special tokens, a small T5 pretrained by deshuffling and fine-tuned on concepts -> sentence (the learner), and
-the same model fine-tuned longer (the guide). Trained only on the concept task's training split."""
+special tokens, a small T5 pretrained by deshuffling and fine-tuned on concepts -> sentence pairs of which half
+are mismatched (the learner), and that model fine-tuned further on the true pairs (the guide). Trained only on
+the concept task's training split."""
 
 from __future__ import annotations
 
@@ -73,11 +74,33 @@ def shuffled_words(sentence: str, rng: random.Random, keep: float) -> dict:
     return {"prompt": concept_prompt(kept), "references": [sentence]}
 
 
+class MismatchedConceptTask(PromptTask):
+    """The concept task with `fraction` of its training rows given the sentence of another, random concept
+    set. A model fine-tuned on it often writes a plausible review sentence that ignores its concepts, as an
+    SFT model trained on loosely aligned pairs does: the learner whose concept use RL can raise. Validation
+    and test rows are the concept task's own."""
+
+    def __init__(self, fraction: float = 0.5, max_sets: int | None = None, seed: int = SEED) -> None:
+        self.task = ConceptTask(num_validation=8, max_train=max_sets, seed=seed)
+        self.fraction = fraction
+        self.seed = seed
+
+    def load(self, split: str) -> Dataset:
+        rows = self.task.load(split)
+        if split != "train":
+            return rows
+        rng = random.Random(self.seed)
+        references = list(rows["references"])
+        swapped = [references[rng.randrange(len(references))] if rng.random() < self.fraction else own
+                   for own in references]
+        return Dataset.from_dict({"prompt": list(rows["prompt"]), "references": swapped})
+
+
 def build_concepts_t5(directory: Path, pretrain_steps: int = 600, sft_steps: int = 1500,
-                      max_sets: int | None = None) -> None:
+                      max_sets: int | None = None, mismatched: float = 0.5) -> None:
     """A T5 (3+3 layers, 128 wide) pretrained by deshuffling (batches of 32), then fine-tuned on
-    concepts -> sentence (batches of 16). It uses some of the concepts, which leaves the RL and the guide
-    room."""
+    concepts -> sentence pairs, `mismatched` of them with another set's sentence (batches of 16). It uses few
+    of its concepts (5-beam validation coverage 0.05), which leaves the RL and the guide room."""
     tokenizer = PreTrainedTokenizerFast.from_pretrained(zoo_path("concepts-tokenizer"))
     config = T5Config(vocab_size=len(tokenizer), d_model=128, d_kv=32, d_ff=512, num_layers=3, num_decoder_layers=3,
                       num_heads=4, dropout_rate=0.0, pad_token_id=tokenizer.pad_token_id,
@@ -88,7 +111,7 @@ def build_concepts_t5(directory: Path, pretrain_steps: int = 600, sft_steps: int
     tokenizer.save_pretrained(initial)
     train_sft(initial, DeshuffleTask(max_sets), pretrained, lr=1e-3, batch_size=32, max_length=32, seed=SEED,
               max_steps=pretrain_steps, epochs=100)
-    train_sft(pretrained, ConceptTask(num_validation=8, max_train=max_sets), directory, lr=1e-3, batch_size=16,
+    train_sft(pretrained, MismatchedConceptTask(mismatched, max_sets), directory, lr=1e-3, batch_size=16,
               max_length=32, seed=SEED, max_steps=sft_steps, epochs=100)
     for stage in (initial, pretrained):
         shutil.rmtree(stage, ignore_errors=True)
@@ -96,14 +119,14 @@ def build_concepts_t5(directory: Path, pretrain_steps: int = 600, sft_steps: int
 
 def build_concepts_t5_guide(directory: Path, steps: int = 2000, max_sets: int | None = None,
                             learner_dir: Path | None = None) -> None:
-    """`concepts-t5` fine-tuned further on concepts -> sentence: the guide."""
+    """`concepts-t5` fine-tuned further on the true concepts -> sentence pairs: the guide."""
     train_sft(learner_dir or zoo_path("concepts-t5"), ConceptTask(num_validation=8, max_train=max_sets, seed=SEED),
               directory, lr=1e-3, batch_size=16, max_length=32, seed=SEED + 1, max_steps=steps, epochs=100)
 
 
 register(ZooEntry("concepts-tokenizer", "BPE, 4k tokens, T5 specials, on the concept task's sentences",
                   build_concepts_tokenizer))
-register(ZooEntry("concepts-t5", "small T5: deshuffling, then brief SFT on concepts -> sentence (learner)",
-                  build_concepts_t5, depends_on=("concepts-tokenizer",), version=2))
-register(ZooEntry("concepts-t5-guide", "concepts-t5 fine-tuned longer on concepts -> sentence (guide)",
-                  build_concepts_t5_guide, depends_on=("concepts-t5",), version=2))
+register(ZooEntry("concepts-t5", "small T5: deshuffling, then SFT on half-mismatched concepts -> sentence (learner)",
+                  build_concepts_t5, depends_on=("concepts-tokenizer",), version=3))
+register(ZooEntry("concepts-t5-guide", "concepts-t5 fine-tuned further on the true concepts -> sentence (guide)",
+                  build_concepts_t5_guide, depends_on=("concepts-t5",), version=3))
