@@ -21,6 +21,7 @@ def fake_run(root, name, seed, results, val_rewards):
     for step, value in enumerate(val_rewards):
         writer.add_scalar("val/reward", value, step)
         writer.add_scalar("train/kl", value / 10, step + 1)
+        writer.add_scalar("val/coverage", value / 2, step)
     writer.close()
     return directory
 
@@ -56,10 +57,10 @@ def test_frontier_points_are_one_per_seed(runs):
 
 def test_compare_tool_writes_the_table_and_png_plots(runs, tmp_path):
     out = tmp_path / "out"
-    subprocess.run([sys.executable, str(REPO / "tools/compare.py"), *map(str, runs), "--out", str(out)], check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, str(REPO / "tools/compare.py"), *map(str, runs), "--out", str(out),
+                    "--curves", "val/coverage"], check=True, capture_output=True)
     assert (out / "results.md").read_text() == summary_table([load_run(directory) for directory in runs])
-    for image in ("val_reward.png", "train_kl.png", "reward_perplexity.png", "reward_kl.png"):
+    for image in ("val_reward.png", "train_kl.png", "reward_perplexity.png", "reward_kl.png", "val_coverage.png"):
         assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -18,7 +18,8 @@ picks up where it was):
 Writes `{out}/results.md` (the table), `{out}/val_reward.png` and `{out}/train_kl.png` (curves over
 epochs), and `{out}/reward_perplexity.png` and `{out}/reward_kl.png` (the reward-fluency and reward-KL
 frontiers: a point per seed, a large one per algorithm's mean), and, where run names carry a `--suffix` sweep,
-`{out}/sweep.png` (test reward and perplexity against the swept setting).
+`{out}/sweep.png` (test reward and perplexity against the swept setting). `--curves val/cider_d` adds
+`{out}/val_cider_d.png` (any logged tag against epochs, with the guide's test value of that metric).
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ def main() -> None:
                         help="extra argument for `rlgf test` only (repeatable)")
     parser.add_argument("--suffix", default="", help="appended to each run's name, e.g. _kl0.1 for a sweep")
     parser.add_argument("--metrics", nargs="*", default=None, help="table rows (default: every metric)")
+    parser.add_argument("--curves", nargs="*", default=[],
+                        help="more logged tags to plot against epochs, e.g. val/cider_d val/coverage: "
+                             "{out}/val_cider_d.png, ... (with the guide's test value of the same metric)")
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
     args = parser.parse_args()
     if not args.runs and not args.configs:
@@ -101,11 +105,14 @@ def main() -> None:
     (args.out / "results.md").write_text(table)
     plot_curves(records, "val/reward", args.out / "val_reward.png", guide_metric="reward")
     plot_curves(records, "train/kl", args.out / "train_kl.png")
+    for tag in args.curves:
+        plot_curves(records, tag, args.out / f"{tag.replace('/', '_')}.png", guide_metric=tag.split("/", 1)[-1])
     plot_frontier(records, "perplexity", args.out / "reward_perplexity.png")
     plot_frontier(records, "kl", args.out / "reward_kl.png")
     swept = plot_sweep(records, ["reward", "perplexity"], args.out / "sweep.png")
     print(table)
-    print(f"Wrote {args.out / 'results.md'} and the plots val_reward, train_kl, reward_perplexity, reward_kl"
+    extra = "".join(f", {tag.replace('/', '_')}" for tag in args.curves)
+    print(f"Wrote {args.out / 'results.md'} and the plots val_reward, train_kl{extra}, reward_perplexity, reward_kl"
           f"{' and sweep' if swept else ''} (.png) in {args.out}")
 
 
