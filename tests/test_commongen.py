@@ -200,6 +200,7 @@ def test_the_learners_sft_pairs_give_half_the_training_sets_another_sets_sentenc
     swapped = [(prompt, refs) for prompt, refs, own in zip(rows["prompt"], rows["references"], clean["references"])
                if refs != own]
     assert 0.4 < len(swapped) / len(rows) < 0.6
+
     def mean_coverage(pairs) -> float:
         pairs = list(pairs)
         return sum(coverage(prompt_concepts(prompt), refs[0]) for prompt, refs in pairs) / len(pairs)

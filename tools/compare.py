@@ -105,13 +105,14 @@ def main() -> None:
     (args.out / "results.md").write_text(table)
     plot_curves(records, "val/reward", args.out / "val_reward.png", guide_metric="reward")
     plot_curves(records, "train/kl", args.out / "train_kl.png")
-    for tag in args.curves:
-        plot_curves(records, tag, args.out / f"{tag.replace('/', '_')}.png", guide_metric=tag.split("/", 1)[-1])
+    curves = {tag: tag.replace("/", "_") for tag in args.curves}  # val/cider_d -> val_cider_d.png
+    for tag, name in curves.items():
+        plot_curves(records, tag, args.out / f"{name}.png", guide_metric=tag.split("/", 1)[-1])
     plot_frontier(records, "perplexity", args.out / "reward_perplexity.png")
     plot_frontier(records, "kl", args.out / "reward_kl.png")
     swept = plot_sweep(records, ["reward", "perplexity"], args.out / "sweep.png")
     print(table)
-    extra = "".join(f", {tag.replace('/', '_')}" for tag in args.curves)
+    extra = "".join(f", {name}" for name in curves.values())
     print(f"Wrote {args.out / 'results.md'} and the plots val_reward, train_kl{extra}, reward_perplexity, reward_kl"
           f"{' and sweep' if swept else ''} (.png) in {args.out}")
 
