@@ -8,10 +8,11 @@ import torch
 from conftest import built, fast_fit_args
 from helpers import StopAfterEpochs  # noqa: F401  (used by class path in CLI args)
 
-from rlgf_pl.algorithms import AggreVaTeD
+from rlgf_pl.algorithms import D2LOLS, LOLS, AggreVaTeD
 from rlgf_pl.cli import build_cli
 from rlgf_pl.data.datamodule import RolloutDataModule
 from rlgf_pl.data.tasks import ToyTask
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.policies.guide import Guide
 from rlgf_pl.policies.loading import load_causal_lm
@@ -117,6 +118,17 @@ def test_phases_follow_the_schedule_and_survive_resume(tmp_path, toy_model_dir, 
         torch.testing.assert_close(final_resumed[key], final_straight[key], rtol=0, atol=0, msg=key)
     if config == "d2lols":
         assert bool(final_resumed["switched"])
+
+
+def test_each_phase_mixes_with_its_own_beta(toy_model_dir):
+    d2lols = D2LOLS(model=str(toy_model_dir), beta=0.3, aggrevated_beta=0.8)
+    assert (d2lols.plan.rollin, d2lols.plan.rollout, d2lols.plan.beta) == ("learner", "guide", 0.8)
+    d2lols.switched.fill_(True)  # what the switch at `switch_epoch` sets
+    assert (d2lols.plan.rollin, d2lols.plan.rollout, d2lols.plan.beta) == ("guide", "learner", 0.3)
+    lols = LOLS(model=str(toy_model_dir), beta=0.6, tau=1.0)
+    assert lols.plan.beta == lols.aggrevated_beta == 0.6, "without aggrevated_beta both phases take beta"
+    with pytest.raises(ConfigError, match=r"beta must lie in \[0, 1\], got 1.5"):
+        D2LOLS(model=str(toy_model_dir), beta=0.3, aggrevated_beta=1.5)
 
 
 def _epochs_to_threshold(root: Path, threshold: float) -> int:

@@ -21,10 +21,12 @@ class _PhasedModule(RLGFModule):
 
     uses_guide_critic = True
 
-    def __init__(self, *args, beta: float = 0.8, **kwargs) -> None:
+    def __init__(self, *args, beta: float = 0.8, aggrevated_beta: float | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        Plan("learner", "guide", beta)
         self.beta = beta
+        self.aggrevated_beta = beta if aggrevated_beta is None else aggrevated_beta
+        Plan("guide", "learner", self.beta)
+        Plan("learner", "guide", self.aggrevated_beta)
 
     @property
     def phase_id(self) -> int:
@@ -35,7 +37,7 @@ class _PhasedModule(RLGFModule):
     def plan(self) -> Plan:
         if self.phase_id == PPO_PLUS_PLUS:
             return Plan("guide", "learner", self.beta)
-        return Plan("learner", "guide", self.beta)
+        return Plan("learner", "guide", self.aggrevated_beta)
 
     @property
     def critic_name(self) -> Literal["learner", "guide"]:
@@ -49,13 +51,15 @@ class LOLS(_PhasedModule):
 
     Args:
         tau: Probability of a PPO++ epoch.
-        beta: Mixing probability of both phases.
+        beta: Mixing probability of the PPO++ phase, and of the AggreVaTeD phase unless `aggrevated_beta` is set.
+        aggrevated_beta: Mixing probability of the AggreVaTeD phase (the share of learner roll-ins); null = `beta`.
         seed: Seed of the coin flips; null takes the run's `seed_everything`.
         **kwargs: See `RLGFModule`.
     """
 
-    def __init__(self, *args, tau: float = 0.8, beta: float = 0.8, seed: int | None = None, **kwargs) -> None:
-        super().__init__(*args, beta=beta, **kwargs)
+    def __init__(self, *args, tau: float = 0.8, beta: float = 0.8, aggrevated_beta: float | None = None,
+                 seed: int | None = None, **kwargs) -> None:
+        super().__init__(*args, beta=beta, aggrevated_beta=aggrevated_beta, **kwargs)
         if not 0.0 <= tau <= 1.0:
             raise ConfigError(f"tau must lie in [0, 1], got {tau}.")
         self.tau = tau
@@ -89,12 +93,15 @@ class D2LOLS(_PhasedModule):
 
     Args:
         switch_epoch: First PPO++ epoch.
-        beta: Mixing probability of both phases (paper IMDB setting: 0.8).
+        beta: Mixing probability of the PPO++ phase, and of the AggreVaTeD phase unless `aggrevated_beta` is
+            set (paper IMDB setting: 0.8 for both).
+        aggrevated_beta: Mixing probability of the AggreVaTeD phase (the share of learner roll-ins); null = `beta`.
         **kwargs: See `RLGFModule`.
     """
 
-    def __init__(self, *args, switch_epoch: int = 10, beta: float = 0.8, **kwargs) -> None:
-        super().__init__(*args, beta=beta, **kwargs)
+    def __init__(self, *args, switch_epoch: int = 10, beta: float = 0.8, aggrevated_beta: float | None = None,
+                 **kwargs) -> None:
+        super().__init__(*args, beta=beta, aggrevated_beta=aggrevated_beta, **kwargs)
         if switch_epoch < 0:
             raise ConfigError(f"switch_epoch must be >= 0, got {switch_epoch}.")
         self.switch_epoch = switch_epoch
