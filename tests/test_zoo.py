@@ -1,5 +1,6 @@
 """The offline IMDB zoo: a tiny-slice build in seconds, and (slow) the full build plus a short quickstart."""
 
+import logging
 from functools import partial
 
 import pytest
@@ -125,3 +126,46 @@ def test_a_cache_from_an_older_recipe_is_rebuilt_once(tmp_path, monkeypatch, cap
     assert registry.built_version(target) == 2 and (target / "weights").read_text() == "recipe 2"
     assert registry.ensure_built("fake") == target and len(builds) == 2, "the new build is reused"
     assert sorted(path.name for path in target.parent.iterdir()) == ["fake"], "no staging or retired copies left"
+
+
+def test_rebuilding_a_dependency_rebuilds_what_is_built_from_it(tmp_path, monkeypatch, capsys, caplog):
+    """A guide built from an older learner is outdated once the learner is rebuilt; an unchanged learner
+    leaves the guide cached."""
+    monkeypatch.setenv("RLGF_CACHE", str(tmp_path / "cache"))
+    builds = []
+
+    def build(directory):
+        builds.append(directory.name)
+        (directory / "weights").write_text(f"build {len(builds)}")
+
+    monkeypatch.setitem(registry.ZOO, "fake-learner", registry.ZooEntry("fake-learner", "a test entry", build))
+    monkeypatch.setitem(registry.ZOO, "fake-guide", registry.ZooEntry("fake-guide", "a test entry", build,
+                                                                      depends_on=("fake-learner",)))
+    guide = registry.ensure_built("fake-guide")
+    assert len(builds) == 2 and registry.ensure_built("fake-guide") == guide and len(builds) == 2
+
+    monkeypatch.setitem(registry.ZOO, "fake-learner",
+                        registry.ZooEntry("fake-learner", "a test entry", build, version=2))
+    assert registry.zoo_main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert "outdated" in listed.split("zoo:fake-guide")[1].splitlines()[0], "the guide's learner is outdated"
+    with caplog.at_level(logging.INFO):
+        registry.ensure_built("fake-guide")
+    assert len(builds) == 4 and (guide / "weights").read_text() == "build 4", "learner, then guide, rebuilt"
+    assert "the cached 'fake-guide' was built from an older build of 'fake-learner'" in caplog.text
+    assert registry.ensure_built("fake-guide") == guide and len(builds) == 4, "the new builds are reused"
+    assert sorted(path.name for path in guide.parent.iterdir()) == ["fake-guide", "fake-learner"]
+
+
+def test_a_failed_build_leaves_the_cache_as_it_was(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLGF_CACHE", str(tmp_path / "cache"))
+
+    def build(directory):
+        (directory / "weights").write_text("half a model")
+        raise RuntimeError("out of disk")
+
+    monkeypatch.setitem(registry.ZOO, "fake", registry.ZooEntry("fake", "a test entry", build))
+    with pytest.raises(RuntimeError, match="out of disk"):
+        registry.ensure_built("fake")
+    zoo = tmp_path / "cache" / "zoo"
+    assert not zoo.exists() or list(zoo.iterdir()) == [], "no staging directory and no half-built model"

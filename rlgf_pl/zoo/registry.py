@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 import os
 import shutil
 import time
@@ -86,9 +87,28 @@ def built_version(directory: Path) -> int | None:
     return 1
 
 
+def build_stamp(directory: Path) -> str | None:
+    """What names one finished build: a hash of its DONE file, which differs between any two builds."""
+    done = directory / "DONE"
+    return hashlib.sha256(done.read_bytes()).hexdigest()[:16] if done.is_file() else None
+
+
+def is_current(entry: ZooEntry) -> bool:
+    """Whether the cache holds `entry` from its current recipe, built from the builds of its dependencies that
+    are cached now, which are current themselves (a rebuilt or outdated learner makes the guide built from it
+    outdated). Builds from before dependencies were recorded are taken as built from the cached ones."""
+    target = zoo_path(entry.name)
+    if built_version(target) != entry.version:
+        return False
+    lines = (target / "DONE").read_text().splitlines()
+    recorded = [line.split()[1:3] for line in lines if line.startswith("depends ")]
+    return (all(build_stamp(zoo_path(dependency)) == stamp for dependency, stamp in recorded)
+            and all(is_current(ZOO[dependency]) for dependency in entry.depends_on))
+
+
 def ensure_built(name: str) -> Path:
-    """Build zoo model `name` (and what it depends on) unless the cache holds it from the current recipe;
-    return its directory."""
+    """Build zoo model `name` (and what it depends on) unless the cache holds it from the current recipe and
+    the cached builds of its dependencies; return its directory. A failed build leaves the cache as it was."""
     _load_entries()
     if name not in ZOO:
         raise ConfigError(f"Unknown zoo model {name!r}; the zoo has {sorted(ZOO)} (see `rlgf zoo list`).")
@@ -96,21 +116,29 @@ def ensure_built(name: str) -> Path:
     for dependency in entry.depends_on:
         ensure_built(dependency)
     target = zoo_path(name)
-    found = built_version(target)
-    if found == entry.version:
+    if is_current(entry):
         return target
+    found, old_stamp = built_version(target), build_stamp(target)
     started = time.perf_counter()
+    why = (f"is from recipe {found}" if found != entry.version else
+           f"was built from an older build of {' or '.join(map(repr, entry.depends_on))}")
     rank_zero_info(f"[rlgf zoo] building {name!r} into {target} ..." if found is None else
-                   f"[rlgf zoo] the cached {name!r} is from recipe {found}; rebuilding it with recipe {entry.version} ...")
+                   f"[rlgf zoo] the cached {name!r} {why}; rebuilding it with recipe {entry.version} ...")
+    depends = "".join(f"depends {dependency} {build_stamp(zoo_path(dependency))}\n" for dependency in entry.depends_on)
     staging = target.with_name(f".{name}.building-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    # A fresh context: built on first use inside `rlgf fit`, the zoo's SFT modules would otherwise read the
-    # run's model arguments from LightningCLI's hyperparameter ContextVar instead of their own.
-    with fixed_torch_threads(BUILD_THREADS):
-        contextvars.Context().run(entry.build, staging)
-    (staging / "DONE").write_text(f"version {entry.version}\nbuilt in {time.perf_counter() - started:.1f}s\n")
-    if found is not None and built_version(target) == found:  # an older recipe's build: set it aside
+    try:
+        # A fresh context: built on first use inside `rlgf fit`, the zoo's SFT modules would otherwise read the
+        # run's model arguments from LightningCLI's hyperparameter ContextVar instead of their own.
+        with fixed_torch_threads(BUILD_THREADS):
+            contextvars.Context().run(entry.build, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed or interrupted build leaves nothing behind
+        raise
+    (staging / "DONE").write_text(f"version {entry.version}\nbuilt in {time.perf_counter() - started:.1f}s\n"
+                                  f"finished {time.time_ns()} by {os.getpid()}\n{depends}")
+    if old_stamp is not None and build_stamp(target) == old_stamp:  # still the outdated build: set it aside
         retired = target.with_name(f".{name}.retired-{os.getpid()}")
         with contextlib.suppress(OSError):  # another process moved it first
             target.rename(retired)
@@ -146,7 +174,7 @@ def zoo_main(argv: list[str]) -> int:
         print(f"zoo cache: {cache_dir() / 'zoo'}  (set RLGF_CACHE to move it)")
         for name, entry in sorted(ZOO.items()):
             found = built_version(zoo_path(name))
-            built = {None: "not built", entry.version: "built"}.get(found, "outdated")
+            built = "not built" if found is None else "built" if is_current(entry) else "outdated"
             built = built if entry.available() or found is not None else "not installed"
             print(f"  zoo:{name:<22} {built:<13} {entry.description}")
         return 0
