@@ -98,7 +98,8 @@ def test_ppo_plus_plus_with_beta_zero_is_ppo(tmp_path, toy_model_dir, toy_model_
 @pytest.mark.parametrize("config, expected_phases", [("d2lols", [0, 0, 1, 1]), ("lols", None)])
 def test_phases_follow_the_schedule_and_survive_resume(tmp_path, toy_model_dir, toy_model_dir_guide, config,
                                                        expected_phases):
-    extra = ["--model.init_args.switch_epoch=2"] if config == "d2lols" else ["--model.init_args.tau=0.5"]
+    extra = (["--model.init_args.switch_epoch=2", "--model.init_args.beta=0.0", "--model.init_args.aggrevated_beta=1.0"]
+             if config == "d2lols" else ["--model.init_args.tau=0.5"])
     straight, stopped, resumed = tmp_path / "straight", tmp_path / "stopped", tmp_path / "resumed"
     _fit(fast_fit_args(straight, toy_model_dir, epochs=4, config=config, guide=toy_model_dir_guide, extra=extra))
     _fit(fast_fit_args(stopped, toy_model_dir, epochs=4, config=config, guide=toy_model_dir_guide,
@@ -110,6 +111,9 @@ def test_phases_follow_the_schedule_and_survive_resume(tmp_path, toy_model_dir, 
     phases = per_epoch(read_scalars(straight), "train/phase")
     if expected_phases is not None:
         assert phases == expected_phases
+        rollins = per_epoch(read_scalars(straight), "train/rollin_fraction")
+        # the share of tokens written before the switch: about half when every trajectory mixes, 0 when none
+        assert min(rollins[:2]) > 0.3 and rollins[2:] == [0.0, 0.0], "each phase mixes with its own beta"
     else:
         assert set(phases) == {0.0, 1.0}, "tau = 0.5 over 4 epochs should give both phases with this seed"
     assert per_epoch(read_scalars(stopped), "train/phase") + per_epoch(read_scalars(resumed), "train/phase") == phases
