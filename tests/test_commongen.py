@@ -149,6 +149,28 @@ def test_every_algorithm_has_a_commongen_and_a_concepts_config():
             assert (REPO / f"configs/{task}/{name}.yaml").exists(), (task, name)
 
 
+def test_the_hub_commongen_configs_carry_the_paper_codes_values():
+    """TRIL's CommonGen settings (cfgs/task/commongen.yaml, cfgs/alg/*.yaml), pinned so that an edit shows."""
+    import yaml
+
+    folder = REPO / "configs/commongen"
+    data = yaml.safe_load((folder / "data.yaml").read_text())["init_args"]
+    trainer = yaml.safe_load((folder / "trainer.yaml").read_text())
+    assert data["guide"]["init_args"]["model"] == "rajkumarrrk/t5-common-gen"
+    assert data["guide"]["init_args"]["generation"] == {"top_k": 0, "top_p": 0.92}
+    assert data["generation"] == {"max_new_tokens": 20, "min_new_tokens": 5, "top_k": 0}
+    assert data["eval_generation"] == {"max_new_tokens": 20, "min_new_tokens": 5, "do_sample": False, "num_beams": 5}
+    assert (data["rollouts_per_epoch"], data["minibatch_size"], data["ppo_epochs"], data["max_prompt_tokens"]) == \
+        (128, 32, 4, 15)
+    assert (trainer["max_epochs"], trainer["gradient_clip_val"]) == (500, 1.0)
+    for name in ("ppo", "ppo_pp", "aggrevated", "lols", "d2lols"):
+        model = yaml.safe_load((folder / f"{name}.yaml").read_text())["model"]["init_args"]
+        assert model["model"] == "rajkumarrrk/t5-common-gen", name
+        assert (model["lr"], model["vf_coef"], model["kl_coef"]) == (5e-6, 30.0, 0.0), name
+        assert model.get("beta", 0.8) == 0.8 and "aggrevated_beta" not in model, name
+    assert yaml.safe_load((folder / "d2lols.yaml").read_text())["model"]["init_args"]["switch_epoch"] == 100
+
+
 def test_concepts_zoo_tiny_slice_builds_and_loads(tmp_path, monkeypatch):
     """The concept zoo's three stages on a slice: a tokenizer with T5's specials, a seq2seq learner trained
     by deshuffling then SFT, and a guide fine-tuned from it (the full build is `rlgf zoo build`)."""
