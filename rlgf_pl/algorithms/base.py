@@ -32,6 +32,7 @@ from rlgf_pl.rollout.advantages import (
     explained_variance,
     generalized_advantages,
     kl_shaped_rewards,
+    masked_mean,
     whiten,
 )
 from rlgf_pl.rollout.containers import PPOBatch, Rollout
@@ -39,6 +40,7 @@ from rlgf_pl.rollout.kl import KLController
 from rlgf_pl.rollout.plan import Plan
 from rlgf_pl.rollout.sampler import RolloutSampler, evaluation_mode
 from rlgf_pl.rollout.score_scaling import RunningMoments, ScoreScaling, scale_scores
+from rlgf_pl.rollout.targets import reference_targets
 from rlgf_pl.zoo.registry import resolve_model_path
 
 if TYPE_CHECKING:
@@ -75,6 +77,9 @@ class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, LightningModule):
         value_clip_range: Value clip around the old values; null disables it.
         vf_coef: Weight of the value loss.
         ent_coef: Weight of the entropy bonus.
+        sft_coef: Weight of a supervised term: the NLL of one reference continuation per prompt (drawn among the
+            prompt's references), added to the loss of every minibatch. TRIL's target regularization, which its
+            CommonGen runs weight 0.1. Needs a task with references; 0 (the default) turns it off.
         kl_coef: KL penalty coefficient (the initial one when `kl_target` is set).
         kl_target: Target KL per trajectory for the adaptive controller; null keeps `kl_coef` fixed.
         kl_horizon: Adaptive KL controller horizon, in trajectories.
@@ -112,6 +117,7 @@ class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, LightningModule):
         value_clip_range: float | None = 0.2,
         vf_coef: float = 0.5,
         ent_coef: float = 0.0,
+        sft_coef: float = 0.0,
         kl_coef: float = 0.001,
         kl_target: float | None = None,
         kl_horizon: int = 10_000,
@@ -135,6 +141,8 @@ class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, LightningModule):
             raise ConfigError(f"score_scaling must be 'std', 'mean_std' or null, got {score_scaling!r}.")
         if kl_estimator not in ("k1", "k2", "k3"):
             raise ConfigError(f"kl_estimator must be 'k1', 'k2' or 'k3', got {kl_estimator!r}.")
+        if not sft_coef >= 0:
+            raise ConfigError(f"sft_coef must be >= 0 (0 turns the supervised term off), got {sft_coef}.")
         if score_clip is not None and not score_clip > 0:
             raise ConfigError(f"score_clip must be > 0 or null (no clipping), got {score_clip}.")
         if critic_share_trunk and critic_model is not None:
@@ -241,7 +249,16 @@ class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, LightningModule):
                 hook = getattr(callback, ROLLOUT_HOOK, None)
                 if callable(hook):
                     hook(self.trainer, self, rollout, scores)
-        return self.prepare(rollout, scores)
+        batch = self.prepare(rollout, scores)
+        if self.hparams.sft_coef > 0:
+            batch.target_ids, batch.target_mask = reference_targets(
+                self.policy, rollout.prompts, rollout.references, environment.generation.max_new_tokens,
+                environment.generator)
+            if not batch.target_mask.any():
+                raise ConfigError(f"sft_coef={self.hparams.sft_coef} trains on reference continuations, but no prompt "
+                                  "of this epoch has any: use a task whose rows carry 'references' (CommonGen, "
+                                  "the concept task), or set sft_coef: 0.")
+        return batch
 
     @torch.no_grad()
     def prepare(self, rollout: Rollout, scores: Tensor) -> PPOBatch:
@@ -338,19 +355,26 @@ class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, LightningModule):
             value_clip_range=self.hparams.value_clip_range, vf_coef=self.hparams.vf_coef,
             ent_coef=self.hparams.ent_coef,
         )
-        self._step_terms.append({"train/loss": terms.loss.detach(), "train/policy_loss": terms.policy_loss.detach(),
-                                 "train/value_loss": terms.value_loss.detach(), "train/entropy": terms.entropy.detach()})
+        loss, logged = terms.loss, {}
+        if batch.target_ids is not None:
+            target_logprobs = self.policy(batch.query_ids, batch.query_mask, batch.target_ids, batch.target_mask)[0]
+            sft_nll = -masked_mean(target_logprobs, batch.target_mask)
+            loss = loss + self.hparams.sft_coef * sft_nll
+            logged["train/sft_nll"] = sft_nll.detach()
+        self._step_terms.append({"train/loss": loss.detach(), "train/policy_loss": terms.policy_loss.detach(),
+                                 "train/value_loss": terms.value_loss.detach(), "train/entropy": terms.entropy.detach(),
+                                 **logged})
         size = len(batch)
         log = dict(on_step=False, on_epoch=True, sync_dist=True, batch_size=size)
         self.log("train/reward", self._rollout_stats["train/reward"], prog_bar=True, **log)
         self.log_dict({k: v for k, v in self._rollout_stats.items() if k != "train/reward"}, **log)
         self.log_dict({
-            "train/loss": terms.loss.detach(), "train/policy_loss": terms.policy_loss.detach(),
+            "train/loss": loss.detach(), "train/policy_loss": terms.policy_loss.detach(),
             "train/value_loss": terms.value_loss.detach(), "train/entropy": terms.entropy.detach(),
             "train/clip_frac": terms.clip_frac, "train/approx_kl": terms.approx_kl.detach(),
-            "train/value_clip_frac": terms.value_clip_frac,
+            "train/value_clip_frac": terms.value_clip_frac, **logged,
         }, **log)
-        return terms.loss
+        return loss
 
     # ---- optimization ---------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

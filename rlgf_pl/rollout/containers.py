@@ -59,6 +59,8 @@ class PPOBatch:
         old_values: [B, T] V(s_t) of the active critic at collection time.
         advantages: [B, T] GAE advantages (whitened over `policy_mask` when enabled).
         returns: [B, T] value targets, advantages + values before whitening.
+        target_ids, target_mask: [B, U] a reference continuation per row for the supervised term (`sft_coef`),
+            right-padded; None when that term is off.
     """
 
     query_ids: Tensor
@@ -71,13 +73,16 @@ class PPOBatch:
     old_values: Tensor
     advantages: Tensor
     returns: Tensor
+    target_ids: Tensor | None = None
+    target_mask: Tensor | None = None
 
     def __len__(self) -> int:
         return self.query_ids.shape[0]
 
     def select(self, index: Tensor) -> PPOBatch:
         """The rows at `index` (a minibatch)."""
-        return PPOBatch(**{field.name: getattr(self, field.name)[index] for field in fields(self)})
+        return PPOBatch(**{field.name: None if (value := getattr(self, field.name)) is None else value[index]
+                           for field in fields(self)})
 
 
 def _concat_fields(items: list, pad_token_id: int, query_padding_side: str) -> dict:
