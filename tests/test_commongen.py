@@ -166,7 +166,8 @@ def test_the_hub_commongen_configs_carry_the_paper_codes_values():
     for name in ("ppo", "ppo_pp", "aggrevated", "lols", "d2lols"):
         model = yaml.safe_load((folder / f"{name}.yaml").read_text())["model"]["init_args"]
         assert model["model"] == "rajkumarrrk/t5-common-gen", name
-        assert (model["lr"], model["vf_coef"], model["kl_coef"], model["sft_coef"]) == (5e-6, 30.0, 0.0, 0.1), name
+        assert (model["lr"], model["weight_decay"], model["vf_coef"], model["kl_coef"], model["sft_coef"]) == \
+            (5e-6, 1e-6, 30.0, 0.0, 0.1), name
         assert model.get("beta", 0.8) == 0.8 and "aggrevated_beta" not in model, name
     assert yaml.safe_load((folder / "d2lols.yaml").read_text())["model"]["init_args"]["switch_epoch"] == 100
 
