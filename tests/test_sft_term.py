@@ -63,7 +63,7 @@ def test_a_task_without_references_gets_a_named_error(toy_model_dir):
     datamodule.trainer = SimpleNamespace(global_rank=0, world_size=1, current_epoch=0)
     datamodule.setup("fit")
     datamodule.next_prompts = lambda: (["a", "b", "c", "d"], [[], [], [], []])
-    with pytest.raises(ConfigError, match="sft_coef=0.5 trains on reference continuations, but no prompt"):
+    with pytest.raises(ConfigError, match="sft_coef > 0 trains on reference continuations, but no prompt"):
         module.collect(datamodule)
     with pytest.raises(ConfigError, match="sft_coef must be >= 0"):
         PPO(model=str(toy_model_dir), sft_coef=-1.0)

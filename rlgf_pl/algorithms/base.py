@@ -7,9 +7,8 @@ prompts, guide, reward, randomness); the environment never calls the agent.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from lightning.pytorch import LightningModule
@@ -19,6 +18,7 @@ from rlgf_pl.algorithms.checkpointing import CheckpointState
 from rlgf_pl.algorithms.evaluation import EvaluationSteps
 from rlgf_pl.algorithms.losses import ppo_loss
 from rlgf_pl.algorithms.models import build_agent_models
+from rlgf_pl.algorithms.optimization import Optimization
 from rlgf_pl.algorithms.safeguards import Safeguards
 from rlgf_pl.algorithms.sharding import full_parameters, prepare_strategy, shards_parameters
 from rlgf_pl.errors import ConfigError
@@ -29,7 +29,6 @@ from rlgf_pl.policies.loading import KindSetting, check_kind
 from rlgf_pl.policies.lora import LoraSettings, as_lora_settings
 from rlgf_pl.rollout.advantages import (
     KLEstimator,
-    explained_variance,
     generalized_advantages,
     kl_shaped_rewards,
     masked_mean,
@@ -40,6 +39,7 @@ from rlgf_pl.rollout.kl import KLController
 from rlgf_pl.rollout.plan import Plan
 from rlgf_pl.rollout.sampler import RolloutSampler, evaluation_mode
 from rlgf_pl.rollout.score_scaling import RunningMoments, ScoreScaling, scale_scores
+from rlgf_pl.rollout.statistics import rollout_statistics
 from rlgf_pl.rollout.targets import reference_targets
 from rlgf_pl.zoo.registry import resolve_model_path
 
@@ -51,7 +51,7 @@ ROLLOUT_HOOK = "on_rollouts_collected"
 scored training rollouts of their rank (see docs/architecture.md)."""
 
 
-class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, LightningModule):
+class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, Optimization, LightningModule):
     """Base agent: PPO-style updates of a learner (causal or seq2seq LM) against a frozen reference.
 
     The networks are built in `configure_model`, so a strategy can wrap or shard them and a checkpoint
@@ -254,10 +254,6 @@ class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, LightningModule):
             batch.target_ids, batch.target_mask = reference_targets(
                 self.policy, rollout.prompts, rollout.references, environment.generation.max_new_tokens,
                 environment.generator)
-            if not batch.target_mask.any():
-                raise ConfigError(f"sft_coef={self.hparams.sft_coef} trains on reference continuations, but no prompt "
-                                  "of this epoch has any: use a task whose rows carry 'references' (CommonGen, "
-                                  "the concept task), or set sft_coef: 0.")
         return batch
 
     @torch.no_grad()
@@ -290,7 +286,8 @@ class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, LightningModule):
                                   "the critic's values": values, "the returns": returns, "the advantages": advantages},
                                  f"preparing the rollouts of epoch {self.current_epoch}", scores)
         kl_per_trajectory = kl.sum(-1).mean()
-        self._rollout_stats = self._summarize(rollout, scores, kl_per_trajectory, values, returns, critic_mask)
+        self._rollout_stats = rollout_statistics(rollout, scores, kl_per_trajectory, values, returns, critic_mask,
+                                                 self.kl_controller.value)
         if self.phase_id is not None:
             self._rollout_stats["train/phase"] = torch.tensor(float(self.phase_id), device=scores.device)
         world_size = self.trainer.world_size if self._trainer is not None else 1
@@ -320,21 +317,6 @@ class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, LightningModule):
             return value
         return self.trainer.strategy.reduce(value.float(), reduce_op="mean")
 
-    def _summarize(self, rollout: Rollout, scores: Tensor, kl: Tensor, values: Tensor, returns: Tensor,
-                   critic_mask: Tensor) -> dict[str, Tensor]:
-        lengths = rollout.response_mask.sum(-1).float()
-        generated = rollout.response_mask.sum().clamp(min=1)
-        return {
-            "train/reward": scores.float().mean(),
-            "train/reward_std": scores.float().std() if scores.numel() > 1 else torch.zeros((), device=scores.device),
-            "train/kl": kl.float(),
-            "train/kl_coef": torch.tensor(self.kl_controller.value, device=scores.device, dtype=torch.float32),
-            "train/response_length": lengths.mean(),
-            "train/explained_variance": torch.nan_to_num(explained_variance(values, returns, critic_mask), nan=0.0),
-            "train/rollin_fraction": (rollout.switch_index.float() / lengths.clamp(min=1)).mean(),
-            "train/guide_token_fraction": rollout.guide_mask.sum().float() / generated,
-        }
-
     # ---- the update ---------------------------------------------------------------------------
     def training_step(self, batch: tuple[int, int], batch_idx: int) -> Tensor:
         """One optimizer step on a minibatch of this epoch's rollouts: `batch` is `(pass, first_row)`."""
@@ -361,39 +343,12 @@ class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, LightningModule):
             sft_nll = -masked_mean(target_logprobs, batch.target_mask)
             loss = loss + self.hparams.sft_coef * sft_nll
             logged["train/sft_nll"] = sft_nll.detach()
-        self._step_terms.append({"train/loss": loss.detach(), "train/policy_loss": terms.policy_loss.detach(),
-                                 "train/value_loss": terms.value_loss.detach(), "train/entropy": terms.entropy.detach(),
-                                 **logged})
-        size = len(batch)
-        log = dict(on_step=False, on_epoch=True, sync_dist=True, batch_size=size)
+        logged.update({"train/loss": loss.detach(), "train/policy_loss": terms.policy_loss.detach(),
+                       "train/value_loss": terms.value_loss.detach(), "train/entropy": terms.entropy.detach()})
+        self._step_terms.append(logged)
+        log = dict(on_step=False, on_epoch=True, sync_dist=True, batch_size=len(batch))
         self.log("train/reward", self._rollout_stats["train/reward"], prog_bar=True, **log)
         self.log_dict({k: v for k, v in self._rollout_stats.items() if k != "train/reward"}, **log)
-        self.log_dict({
-            "train/loss": loss.detach(), "train/policy_loss": terms.policy_loss.detach(),
-            "train/value_loss": terms.value_loss.detach(), "train/entropy": terms.entropy.detach(),
-            "train/clip_frac": terms.clip_frac, "train/approx_kl": terms.approx_kl.detach(),
-            "train/value_clip_frac": terms.value_clip_frac, **logged,
-        }, **log)
+        self.log_dict({**logged, "train/clip_frac": terms.clip_frac, "train/approx_kl": terms.approx_kl.detach(),
+                       "train/value_clip_frac": terms.value_clip_frac}, **log)
         return loss
-
-    # ---- optimization ---------------------------------------------------------------------------
-    def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.AdamW(self._parameter_groups(), lr=self.hparams.lr,
-                                      weight_decay=self.hparams.weight_decay)
-        if self.hparams.lr_schedule == "constant":
-            return {"optimizer": optimizer}
-        total = max(1, int(self.trainer.estimated_stepping_batches)) if math.isfinite(
-            self.trainer.estimated_stepping_batches) else 1
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-    def _parameter_groups(self) -> list[dict[str, Any]]:
-        """One group at `lr`, and the critics' parameters at `critic_lr` when it is set. A trunk shared with
-        the learner is the learner's, so only its value head takes `critic_lr`."""
-        critic_lr = self.hparams.critic_lr
-        default, critics = [], []
-        for name, parameter in self.named_parameters():
-            if parameter.requires_grad:
-                is_critic = critic_lr is not None and name.startswith(("critic.", "guide_critic."))
-                (critics if is_critic else default).append(parameter)
-        return [{"params": default}] + ([{"params": critics, "lr": critic_lr}] if critics else [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rlgf_pl.errors import ConfigError
 from rlgf_pl.policies.base import Policy
 
 
@@ -43,10 +44,14 @@ def reference_targets(policy: Policy, prompts: list[str], references: list[list[
 
     Returns:
         ids, mask [B, U], right-padded; the mask is all zero on rows without references.
+    Raises:
+        ConfigError: when no row has a reference.
     """
     drawn = draw_references(references, generator)
+    if all(text is None for text in drawn):
+        raise ConfigError("sft_coef > 0 trains on reference continuations, but no prompt of this epoch has any: use "
+                          "a task whose rows carry 'references' (CommonGen, the concept task), or set sft_coef: 0.")
     ids, mask = policy.encode_responses(prompts, [text if text is not None else "" for text in drawn], None)
     has_reference = torch.tensor([text is not None for text in drawn], device=ids.device)
-    ids, mask = with_end_token(ids, mask * has_reference.unsqueeze(1).to(mask.dtype), policy.eos_token_id,
-                               has_reference)
+    ids, mask = with_end_token(ids, mask, policy.eos_token_id, has_reference)
     return ids[:, :max_tokens], mask[:, :max_tokens]
