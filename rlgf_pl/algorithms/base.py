@@ -19,6 +19,7 @@ from rlgf_pl.algorithms.evaluation import EvaluationSteps
 from rlgf_pl.algorithms.losses import ppo_loss
 from rlgf_pl.algorithms.models import build_agent_models
 from rlgf_pl.algorithms.optimization import Optimization
+from rlgf_pl.algorithms.preparation import RolloutPreparation
 from rlgf_pl.algorithms.safeguards import Safeguards
 from rlgf_pl.algorithms.sharding import full_parameters, prepare_strategy, shards_parameters
 from rlgf_pl.errors import ConfigError
@@ -27,31 +28,18 @@ from rlgf_pl.policies.critic import ValueModel
 from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.policies.loading import KindSetting, check_kind
 from rlgf_pl.policies.lora import LoraSettings, as_lora_settings
-from rlgf_pl.rollout.advantages import (
-    KLEstimator,
-    generalized_advantages,
-    kl_shaped_rewards,
-    masked_mean,
-    whiten,
-)
-from rlgf_pl.rollout.containers import PPOBatch, Rollout
+from rlgf_pl.rollout.advantages import KLEstimator, kl_estimate, masked_mean
+from rlgf_pl.rollout.containers import PPOBatch
 from rlgf_pl.rollout.kl import KLController
 from rlgf_pl.rollout.plan import Plan
-from rlgf_pl.rollout.sampler import RolloutSampler, evaluation_mode
-from rlgf_pl.rollout.score_scaling import RunningMoments, ScoreScaling, scale_scores
-from rlgf_pl.rollout.statistics import rollout_statistics
-from rlgf_pl.rollout.targets import reference_targets
+from rlgf_pl.rollout.sampler import RolloutSampler
+from rlgf_pl.rollout.score_scaling import RunningMoments, ScoreScaling
 from rlgf_pl.zoo.registry import resolve_model_path
 
 if TYPE_CHECKING:
     from rlgf_pl.data.datamodule import RolloutDataModule
 
-ROLLOUT_HOOK = "on_rollouts_collected"
-"""Callbacks that define `on_rollouts_collected(trainer, pl_module, rollout, scores)` get each epoch's
-scored training rollouts of their rank (see docs/architecture.md)."""
-
-
-class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, Optimization, LightningModule):
+class RLGFModule(RolloutPreparation, CheckpointState, Safeguards, EvaluationSteps, Optimization, LightningModule):
     """Base agent: PPO-style updates of a learner (causal or seq2seq LM) against a frozen reference.
 
     The networks are built in `configure_model`, so a strategy can wrap or shard them and a checkpoint
@@ -153,6 +141,7 @@ class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, Optimization, Lig
                 resolve_model_path(name)
         self.kl_controller = KLController(kl_coef, kl_target, kl_horizon)
         self.score_moments = RunningMoments()
+        self.register_buffer("tokens_written", torch.zeros(2, dtype=torch.float64))  # learner, guide; checkpointed
         self.policy: Policy | None = None
         self.reference: Policy | None = None
         self.critic: ValueModel | None = None
@@ -166,6 +155,12 @@ class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, Optimization, Lig
 
     uses_guide_critic: bool = False
     """Subclasses that train a critic of the guide's roll-outs (AggreVaTeD phases) set this."""
+    uses_critic: bool = True
+    """Critic-free algorithms (GRPO, RLOO, ...) set this to False: they build, train and checkpoint no critic."""
+    kl_in_loss: bool = False
+    """True when the KL to the reference is a loss term (GRPO's) instead of a penalty in the token rewards."""
+    samples_per_prompt: int = 1
+    """Trajectories drawn per prompt, as consecutive rows (a group); the group-relative algorithms set it."""
 
     def configure_model(self) -> None:
         """Build learner, reference and critics (once: fit then test in one process reuses them), before the
@@ -176,7 +171,7 @@ class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, Optimization, Lig
             return
         hparams = self.hparams
         models = build_agent_models(hparams.model, hparams.kind, hparams.dtype, hparams.critic_model,
-                                    hparams.critic_share_trunk, self.uses_guide_critic, self.lora)
+                                    hparams.critic_share_trunk, self.uses_guide_critic, self.lora, self.uses_critic)
         self.policy, self.reference = models.policy, models.reference
         self.policy.synced_gpus = self._trainer is not None and shards_parameters(self.trainer)
         self.critic, self.guide_critic = models.critic, models.guide_critic
@@ -199,16 +194,18 @@ class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, Optimization, Lig
         return Plan()
 
     @property
-    def critic_name(self) -> Literal["learner", "guide"]:
-        """Which critic this epoch trains and bootstraps from."""
-        return "learner"
+    def critic_name(self) -> Literal["learner", "guide"] | None:
+        """Which critic this epoch trains and bootstraps from (None: the algorithm has no critic)."""
+        return "learner" if self.uses_critic else None
 
     @property
     def phase_id(self) -> int | None:
         """For algorithms that alternate phases: 0 = AggreVaTeD, 1 = PPO++ (logged as `train/phase`)."""
         return None
 
-    def active_critic(self) -> ValueModel:
+    def active_critic(self) -> ValueModel | None:
+        if self.critic_name is None:
+            return None
         if self.critic_name == "guide":
             if self.guide_critic is None:
                 raise RuntimeError(f"{type(self).__name__} has no guide critic; set uses_guide_critic = True.")
@@ -232,91 +229,6 @@ class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, Optimization, Lig
         self._orders = [torch.randperm(len(self._buffer), generator=environment.generator).to(self.device)
                         for _ in range(environment.ppo_epochs)]
 
-    def collect(self, environment: RolloutDataModule | None = None) -> PPOBatch:
-        """Generate, score and prepare this rank's rollouts for one epoch (in the trainer's data module by
-        default), and hand them to every callback with an `on_rollouts_collected` hook."""
-        environment = self.environment if environment is None else environment
-        prompts, references = environment.next_prompts()
-        sampler = self.sampler(environment.generation, environment)
-        chunk = environment.generation_batch_size or len(prompts)
-        rollouts = [sampler.sample(prompts[start : start + chunk], references[start : start + chunk], self.plan,
-                                   environment.generator) for start in range(0, len(prompts), chunk)]
-        rollout = rollouts[0] if len(rollouts) == 1 else Rollout.concat(
-            rollouts, self.policy.pad_token_id, self.policy.query_padding_side)
-        scores = environment.score(rollout)
-        if self._trainer is not None:
-            for callback in self.trainer.callbacks:
-                hook = getattr(callback, ROLLOUT_HOOK, None)
-                if callable(hook):
-                    hook(self.trainer, self, rollout, scores)
-        batch = self.prepare(rollout, scores)
-        if self.hparams.sft_coef > 0:
-            batch.target_ids, batch.target_mask = reference_targets(
-                self.policy, rollout.prompts, rollout.references, environment.generation.max_new_tokens,
-                environment.generator)
-        return batch
-
-    @torch.no_grad()
-    def prepare(self, rollout: Rollout, scores: Tensor) -> PPOBatch:
-        """Old log-probs, reference log-probs and values; KL-shaped rewards; GAE advantages and returns."""
-        critic = self.active_critic()
-        chunk = self.hparams.forward_batch_size
-        logprobs, ref_logprobs, values = [], [], []
-        with evaluation_mode(self):
-            for start in range(0, rollout.batch_size, chunk):
-                part = (rollout.query_ids[start : start + chunk], rollout.query_mask[start : start + chunk],
-                        rollout.response_ids[start : start + chunk], rollout.response_mask[start : start + chunk])
-                logprobs.append(self.policy(*part)[0])
-                ref_logprobs.append(self.reference(*part)[0])
-                values.append(critic(*part))
-        logprobs, ref_logprobs, values = torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values)
-        response_mask = rollout.response_mask
-        learner_mask = rollout.learner_mask
-        kl_mask = learner_mask if self.hparams.kl_penalty else torch.zeros_like(learner_mask)
-        self._largest_score = scores.abs().max() if scores.numel() else None
-        rewards, kl = kl_shaped_rewards(self.training_scores(scores), logprobs, ref_logprobs, response_mask, kl_mask, self.kl_controller.value,
-                                       self.hparams.kl_estimator)
-        advantages, returns = generalized_advantages(
-            rewards, values, response_mask, self.hparams.gamma, self.hparams.gae_lambda
-        )
-        critic_mask = learner_mask if self.critic_name == "learner" else rollout.guide_mask
-        if self.hparams.whiten_advantages:
-            advantages = whiten(advantages, learner_mask)
-        self._stop_if_non_finite({"the policy's log-probs": logprobs, "the reference's log-probs": ref_logprobs,
-                                  "the critic's values": values, "the returns": returns, "the advantages": advantages},
-                                 f"preparing the rollouts of epoch {self.current_epoch}", scores)
-        kl_per_trajectory = kl.sum(-1).mean()
-        self._rollout_stats = rollout_statistics(rollout, scores, kl_per_trajectory, values, returns, critic_mask,
-                                                 self.kl_controller.value)
-        if self.phase_id is not None:
-            self._rollout_stats["train/phase"] = torch.tensor(float(self.phase_id), device=scores.device)
-        world_size = self.trainer.world_size if self._trainer is not None else 1
-        self.kl_controller.update(float(self._sync_mean(kl_per_trajectory)), rollout.batch_size * world_size)
-        return PPOBatch(
-            query_ids=rollout.query_ids, query_mask=rollout.query_mask,
-            response_ids=rollout.response_ids, response_mask=response_mask,
-            policy_mask=learner_mask, critic_mask=critic_mask,
-            old_logprobs=logprobs, old_values=values, advantages=advantages, returns=returns,
-        )
-
-    def training_scores(self, scores: Tensor) -> Tensor:
-        """The rewards the returns are built from: scaled by the running moments and clipped, as configured."""
-        scaling = self.hparams.score_scaling
-        if scaling is not None:
-            scores64 = scores.double()
-            totals = torch.stack([torch.tensor(float(scores.numel()), dtype=torch.float64, device=scores.device),
-                                  scores64.sum(), scores64.square().sum()])
-            if self._trainer is not None and self.trainer.world_size > 1:
-                totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
-            self.score_moments.update(*totals)
-        return scale_scores(scores, self.score_moments, scaling, self.hparams.score_clip)
-
-    def _sync_mean(self, value: Tensor) -> Tensor:
-        """Mean over ranks (identity on one process or without a Trainer)."""
-        if self._trainer is None or self.trainer.world_size == 1:
-            return value
-        return self.trainer.strategy.reduce(value.float(), reduce_op="mean")
-
     # ---- the update ---------------------------------------------------------------------------
     def training_step(self, batch: tuple[int, int], batch_idx: int) -> Tensor:
         """One optimizer step on a minibatch of this epoch's rollouts: `batch` is `(pass, first_row)`."""
@@ -330,7 +242,8 @@ class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, Optimization, Lig
         """The PPO loss of a minibatch, with its terms logged (epoch means)."""
         parts = (batch.query_ids, batch.query_mask, batch.response_ids, batch.response_mask)
         logprobs, entropy = self.policy(*parts)
-        values = self.active_critic()(*parts)
+        critic = self.active_critic()
+        values = None if critic is None else critic(*parts)
         terms = ppo_loss(
             logprobs, entropy, values, batch.old_logprobs, batch.old_values, batch.advantages, batch.returns,
             batch.policy_mask, batch.critic_mask, clip_range=self.hparams.clip_range,
@@ -338,6 +251,10 @@ class RLGFModule(CheckpointState, Safeguards, EvaluationSteps, Optimization, Lig
             ent_coef=self.hparams.ent_coef,
         )
         loss, logged = terms.loss, {}
+        if batch.ref_logprobs is not None:  # GRPO's KL term: an estimate of KL(pi || pi_ref) on the trained tokens
+            kl_term = masked_mean(kl_estimate(logprobs, batch.ref_logprobs, self.hparams.kl_estimator), batch.policy_mask)
+            loss = loss + self.kl_controller.value * kl_term
+            logged["train/kl_loss"] = kl_term.detach()
         if batch.target_ids is not None:
             target_logprobs = self.policy(batch.query_ids, batch.query_mask, batch.target_ids, batch.target_mask)[0]
             sft_nll = -masked_mean(target_logprobs, batch.target_mask)

@@ -35,6 +35,7 @@ class CheckpointState:
             state.setdefault(key, current[key])
         for key, value in self.score_moments.state_dict(prefix="score_moments.").items():
             state.setdefault(key, value)  # checkpoints from before score scaling existed
+        state.setdefault("tokens_written", self.tokens_written)  # checkpoints from before the token count
         mismatch = state_mismatch(state, self.state_dict())
         if mismatch:
             raise CheckpointError(

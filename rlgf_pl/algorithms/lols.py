@@ -87,7 +87,32 @@ class LOLS(_PhasedModule):
         self.flips.update(checkpoint.get("lols_flips", {}))
 
 
-class D2LOLS(_PhasedModule):
+class SwitchesOnce:
+    """D2LOLS's single switch (a mixin before the module class): AggreVaTeD phase for epochs before
+    `switch_epoch`, PPO++ phase from then on. The switch happens at the start of epoch `switch_epoch`, before that
+    epoch's rollouts; the `switched` buffer is in the state dict, so resume keeps the phase."""
+
+    def _init_switch(self, switch_epoch: int) -> None:
+        if switch_epoch < 0:
+            raise ConfigError(f"switch_epoch must be >= 0, got {switch_epoch}.")
+        self.switch_epoch = switch_epoch
+        self.register_buffer("switched", torch.tensor(False))
+
+    @property
+    def phase_id(self) -> int:
+        return PPO_PLUS_PLUS if bool(self.switched) else AGGREVATED
+
+    def on_train_epoch_start(self) -> None:
+        if self.current_epoch >= self.switch_epoch and not bool(self.switched):
+            self.switch_to_ppo_plus_plus()
+            rank_zero_info(f"[{type(self).__name__}] epoch {self.current_epoch}: switched from AggreVaTeD to PPO++")
+        super().on_train_epoch_start()
+
+    def switch_to_ppo_plus_plus(self) -> None:
+        self.switched.fill_(True)
+
+
+class D2LOLS(SwitchesOnce, _PhasedModule):
     """AggreVaTeD for epochs before `switch_epoch`, PPO++ from then on. The module makes the switch itself,
     at the start of epoch `switch_epoch` and before that epoch's rollouts; `switch_epoch` lives here only.
 
@@ -102,20 +127,7 @@ class D2LOLS(_PhasedModule):
     def __init__(self, *args, switch_epoch: int = 10, beta: float = 0.8, aggrevated_beta: float | None = None,
                  **kwargs) -> None:
         super().__init__(*args, beta=beta, aggrevated_beta=aggrevated_beta, **kwargs)
-        if switch_epoch < 0:
-            raise ConfigError(f"switch_epoch must be >= 0, got {switch_epoch}.")
-        self.switch_epoch = switch_epoch
-        self.register_buffer("switched", torch.tensor(False))  # in the state dict, so resume keeps the phase
-
-    @property
-    def phase_id(self) -> int:
-        return PPO_PLUS_PLUS if bool(self.switched) else AGGREVATED
-
-    def on_train_epoch_start(self) -> None:
-        if self.current_epoch >= self.switch_epoch and not bool(self.switched):
-            self.switch_to_ppo_plus_plus()
-            rank_zero_info(f"[D2LOLS] epoch {self.current_epoch}: switched from AggreVaTeD to PPO++")
-        super().on_train_epoch_start()
+        self._init_switch(switch_epoch)
 
     def switch_to_ppo_plus_plus(self) -> None:
         """From now on: guide roll-in, learner roll-out, learner critic. The learner critic, never trained
@@ -125,4 +137,4 @@ class D2LOLS(_PhasedModule):
             self.critic.head.load_state_dict(self.guide_critic.head.state_dict())
         else:
             self.critic.load_state_dict(self.guide_critic.state_dict())
-        self.switched.fill_(True)
+        super().switch_to_ppo_plus_plus()

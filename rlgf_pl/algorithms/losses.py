@@ -60,9 +60,9 @@ def clipped_value_loss(
 def ppo_loss(
     logprobs: Tensor,
     entropy: Tensor,
-    values: Tensor,
+    values: Tensor | None,
     old_logprobs: Tensor,
-    old_values: Tensor,
+    old_values: Tensor | None,
     advantages: Tensor,
     returns: Tensor,
     policy_mask: Tensor,
@@ -72,9 +72,13 @@ def ppo_loss(
     vf_coef: float = 0.5,
     ent_coef: float = 0.0,
 ) -> PPOLossTerms:
-    """Clipped surrogate on `policy_mask` + vf_coef x clipped value loss on `critic_mask` - ent_coef x entropy."""
+    """Clipped surrogate on `policy_mask` + vf_coef x clipped value loss on `critic_mask` - ent_coef x entropy.
+    A critic-free algorithm passes `values=None`: its value loss is 0."""
     policy_loss, clip_frac, approx_kl = clipped_surrogate(logprobs, old_logprobs, advantages, policy_mask, clip_range)
-    value_loss, value_clip_frac = clipped_value_loss(values, old_values, returns, critic_mask, value_clip_range)
+    if values is None:
+        value_loss = value_clip_frac = torch.zeros((), device=logprobs.device)
+    else:
+        value_loss, value_clip_frac = clipped_value_loss(values, old_values, returns, critic_mask, value_clip_range)
     mean_entropy = masked_mean(entropy, policy_mask)
     loss = policy_loss + vf_coef * value_loss - ent_coef * mean_entropy
     return PPOLossTerms(loss, policy_loss, value_loss, mean_entropy, clip_frac, approx_kl, value_clip_frac)

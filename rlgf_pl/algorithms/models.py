@@ -28,13 +28,13 @@ class AgentModels:
         policy: The learner.
         reference: A frozen copy of the learner's initial weights (the KL anchor), or with LoRA the learner's
             network with its adapters disabled; never checkpointed.
-        critic: The learner's critic.
+        critic: The learner's critic, or None for a critic-free algorithm.
         guide_critic: The critic of the guide's roll-outs (AggreVaTeD phases), or None.
     """
 
     policy: Policy
     reference: Policy
-    critic: ValueModel
+    critic: ValueModel | None
     guide_critic: ValueModel | None
 
 
@@ -55,14 +55,15 @@ def check_critic_model(critic_model: str, model: str, policy: Policy) -> None:
 
 def build_agent_models(model: str, kind: KindSetting, dtype: str | None, critic_model: str | None,
                        critic_share_trunk: bool, with_guide_critic: bool,
-                       lora: LoraSettings | None = None) -> AgentModels:
-    """Load the learner, copy its reference, and build the critics (see `RLGFModule` for the options).
-    With `lora`, the learner and each critic's own trunk get adapters (their dropout is the adapters' own)."""
+                       lora: LoraSettings | None = None, with_critic: bool = True) -> AgentModels:
+    """Load the learner, copy its reference, and build the critics (see `RLGFModule` for the options; none
+    without `with_critic`). With `lora`, the learner and each critic's own trunk get adapters (their dropout is
+    the adapters' own)."""
     policy = load_policy(model, kind, dtype)
     disable_dropout(policy.model)
     if lora is not None:
         add_adapters(policy.model, lora)
-    if critic_model is not None:
+    if critic_model is not None and with_critic:
         check_critic_model(critic_model, model, policy)
 
     def critic(share_trunk: bool) -> ValueModel:
@@ -74,5 +75,5 @@ def build_agent_models(model: str, kind: KindSetting, dtype: str | None, critic_
             add_adapters(trunk, lora)
         return ValueModel(trunk, type(policy))
 
-    return AgentModels(policy, policy.frozen_copy(), critic(critic_share_trunk),
-                       critic(False) if with_guide_critic else None)
+    return AgentModels(policy, policy.frozen_copy(), critic(critic_share_trunk) if with_critic else None,
+                       critic(False) if with_guide_critic and with_critic else None)

@@ -196,11 +196,29 @@ class RolloutDataModule(LightningDataModule):
         self._cursor.load_state_dict(self._pending_state["cursor"])
         self._pending_state = None
 
-    def next_prompts(self) -> tuple[list[str], list[list[str]]]:
-        """This rank's prompts and references for one training epoch (`rollouts_per_epoch / world_size`)."""
+    def next_prompts(self, samples_per_prompt: int = 1) -> tuple[list[str], list[list[str]]]:
+        """This rank's prompts and references for one training epoch (`rollouts_per_epoch / world_size` rows): with
+        `samples_per_prompt` K, `rollouts_per_rank / K` prompts, each in K consecutive rows (a group)."""
+        self.check_groups(samples_per_prompt)
         self._ensure_rng()
-        rows = self.datasets["train"].select(self._cursor.take(self.rollouts_per_rank, self.generator))
-        return list(rows["prompt"]), list(rows["references"])
+        rows = self.datasets["train"].select(self._cursor.take(self.rollouts_per_rank // samples_per_prompt,
+                                                               self.generator))
+        prompts, references = list(rows["prompt"]), list(rows["references"])
+        return ([p for p in prompts for _ in range(samples_per_prompt)],
+                [r for r in references for _ in range(samples_per_prompt)])
+
+    def check_groups(self, samples_per_prompt: int) -> None:
+        """A rank's rollouts, and each generation batch, must hold whole groups of `samples_per_prompt` rows."""
+        per_rank = self.rollouts_per_rank
+        if samples_per_prompt < 1 or per_rank % samples_per_prompt:
+            raise ConfigError(
+                f"model.init_args.samples_per_prompt={samples_per_prompt} must be >= 1 and divide the rollouts per rank "
+                f"(data.rollouts_per_epoch={self.rollouts_per_epoch} / {self.world_size} rank(s) = {per_rank}); use a "
+                f"rollouts_per_epoch that is a multiple of {max(samples_per_prompt, 1) * self.world_size}.")
+        if self.generation_batch_size is not None and self.generation_batch_size % samples_per_prompt:
+            raise ConfigError(f"data.generation_batch_size={self.generation_batch_size} must be a multiple of "
+                              f"model.init_args.samples_per_prompt={samples_per_prompt}, so that the samples of a "
+                              "prompt are generated together.")
 
     def score(self, rollout: Rollout) -> torch.Tensor:
         """The reward of each trajectory, validated, on the rollout's device."""

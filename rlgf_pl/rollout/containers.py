@@ -61,6 +61,8 @@ class PPOBatch:
         returns: [B, T] value targets, advantages + values before whitening.
         target_ids, target_mask: [B, U] a reference continuation per row for the supervised term (`sft_coef`),
             right-padded; None when that term is off.
+        ref_logprobs: [B, T] log pi_ref(y_t | s_t), kept when the KL penalty is a loss term (GRPO's KL in the
+            loss) rather than a reward; None otherwise.
     """
 
     query_ids: Tensor
@@ -75,6 +77,7 @@ class PPOBatch:
     returns: Tensor
     target_ids: Tensor | None = None
     target_mask: Tensor | None = None
+    ref_logprobs: Tensor | None = None
 
     def __len__(self) -> int:
         return self.query_ids.shape[0]
@@ -83,6 +86,38 @@ class PPOBatch:
         """The rows at `index` (a minibatch)."""
         return PPOBatch(**{field.name: None if (value := getattr(self, field.name)) is None else value[index]
                            for field in fields(self)})
+
+
+@dataclass
+class RolloutForward:
+    """The no-grad forward passes over an epoch's rollouts, B trajectories of T response positions.
+
+    Attributes:
+        logprobs: [B, T] log pi_old(y_t | s_t) of the learner.
+        ref_logprobs: [B, T] log pi_ref(y_t | s_t) of the frozen reference.
+        values: [B, T] V(s_t) of the active critic, or None for a critic-free algorithm.
+    """
+
+    logprobs: Tensor
+    ref_logprobs: Tensor
+    values: Tensor | None
+
+
+@dataclass
+class Advantages:
+    """What an advantage estimator hands to the update, [B, T] each.
+
+    Attributes:
+        advantages: per-token advantages (0 off `policy_mask`).
+        returns: value targets of the critic (GAE), or the returns-to-go of a critic-free estimator (logged only).
+        policy_mask: tokens whose policy gradient counts.
+        critic_mask: tokens the active critic trains on (all 0 without a critic).
+    """
+
+    advantages: Tensor
+    returns: Tensor
+    policy_mask: Tensor
+    critic_mask: Tensor
 
 
 def _concat_fields(items: list, pad_token_id: int, query_padding_side: str) -> dict:

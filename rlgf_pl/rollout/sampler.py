@@ -66,18 +66,23 @@ class RolloutSampler:
         if guide is not None:
             self.writers["guide"] = guide.writer(learner)
 
-    def sample(self, prompts: list[str], references: list[list[str]], plan: Plan, generator: torch.Generator) -> Rollout:
-        """Trajectories for `prompts` under `plan`, all randomness drawn from `generator` (CPU)."""
+    def sample(self, prompts: list[str], references: list[list[str]], plan: Plan, generator: torch.Generator,
+               group_size: int = 1) -> Rollout:
+        """Trajectories for `prompts` under `plan`, all randomness drawn from `generator` (CPU). With a plan that
+        shares its roll-in, each `group_size` consecutive rows (one prompt's samples) share one draw."""
         if plan.uses_guide and "guide" not in self.writers:
             raise ConfigError(f"The plan {plan} needs a guide, but the data module has none: set data.init_args.guide.")
         batch = len(prompts)
+        if plan.shared_rollin and batch % group_size:
+            raise ConfigError(f"{batch} prompts do not split into groups of samples_per_prompt={group_size}.")
         mix = torch.rand(batch, generator=generator) < plan.beta
         uniform = torch.rand(batch, generator=generator)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         device = self.learner.device
         query_ids, query_mask = self.learner.encode_prompts(prompts, self.max_prompt_tokens)
         with evaluation_mode(self.learner), seeded_generation(seed, device):
-            rollout = self._generate(query_ids, query_mask, plan, mix.to(device), uniform.to(device))
+            rollout = self._generate(query_ids, query_mask, plan, mix.to(device), uniform.to(device),
+                                     group_size if plan.shared_rollin else 1)
         response_ids, response_mask, learner_mask, guide_mask, switch_index = rollout
         return Rollout(
             query_ids=query_ids,
@@ -92,31 +97,56 @@ class RolloutSampler:
             references=references,
         )
 
-    def _generate(self, query_ids: Tensor, query_mask: Tensor, plan: Plan, mix: Tensor, uniform: Tensor):
+    def _write_rows(self, writer: str, rows: Tensor, batch: int, query_ids: Tensor, query_mask: Tensor,
+                    prefix_ids: Tensor, prefix_mask: Tensor, budget: int) -> tuple[Tensor, Tensor]:
+        """`writer`'s continuation of the given rows, placed in a [batch, W] tensor (other rows empty)."""
+        device = query_ids.device
+        if rows.numel() == batch:
+            return self.writers[writer].write(query_ids, query_mask, prefix_ids, prefix_mask, budget)
+        ids = torch.full((batch, 1), self.learner.pad_token_id, dtype=torch.long, device=device)
+        lengths = torch.zeros(batch, dtype=torch.long, device=device)
+        if rows.numel():
+            tokens, written = self.writers[writer].write(query_ids[rows], query_mask[rows], prefix_ids[rows],
+                                                         prefix_mask[rows], budget)
+            ids = torch.full((batch, tokens.shape[1]), self.learner.pad_token_id, dtype=torch.long, device=device)
+            ids[rows], lengths[rows] = tokens, written
+        return ids, lengths
+
+    def _generate(self, query_ids: Tensor, query_mask: Tensor, plan: Plan, mix: Tensor, uniform: Tensor,
+                  group_size: int = 1):
         budget = self.settings.max_new_tokens
         batch = query_ids.shape[0]
+        device = query_ids.device
         pad = self.learner.pad_token_id
-        switch_index = torch.zeros(batch, dtype=torch.long, device=query_ids.device)
-        rollin_ids = torch.full((batch, 1), pad, dtype=torch.long, device=query_ids.device)
-        if plan.mixes and bool(mix.any()):
-            rows = mix.nonzero().squeeze(-1)
-            tokens, lengths = self.writers[plan.rollin].write(query_ids[rows], query_mask[rows],
-                                                              *no_prefix(query_ids[rows]), budget)
-            rollin_ids = torch.full((batch, tokens.shape[1]), pad, dtype=torch.long, device=query_ids.device)
-            rollin_ids[rows] = tokens
-            switch_index[rows] = sample_switch_index(torch.ones_like(lengths, dtype=torch.bool), lengths, uniform[rows])
-        positions = torch.arange(rollin_ids.shape[1], device=query_ids.device)
-        prefix_keep = positions[None, :] < switch_index[:, None]
-        prefix_ids, prefix_mask = pack(rollin_ids, prefix_keep, pad, align="left")
+        leaders = torch.arange(batch, device=device) % group_size == 0
+        leader_of = torch.arange(batch, device=device) // group_size * group_size
+        mix, uniform = mix[leader_of], uniform[leader_of]  # one draw per group (the identity when group_size = 1)
+        writes_rollin = leaders & (plan.leader_keeps_rollin | (mix & plan.mixes))
+        rollin_ids = torch.full((batch, 1), pad, dtype=torch.long, device=device)
+        rollin_lengths = torch.zeros(batch, dtype=torch.long, device=device)
+        if bool(writes_rollin.any()):
+            rows = writes_rollin.nonzero().squeeze(-1)
+            rollin_ids, rollin_lengths = self._write_rows(plan.rollin, rows, batch, query_ids, query_mask,
+                                                          *no_prefix(query_ids), budget)
+            rollin_ids, rollin_lengths = rollin_ids[leader_of], rollin_lengths[leader_of]  # the group's roll-in
+        switch_index = sample_switch_index(mix & plan.mixes, rollin_lengths, uniform)
+        positions = torch.arange(rollin_ids.shape[1], device=device)
+        prefix_ids, prefix_mask = pack(rollin_ids, positions[None, :] < switch_index[:, None], pad, align="left")
         remaining = budget - switch_index
-        rollout_ids, rollout_lengths = self.writers[plan.rollout].write(query_ids, query_mask, prefix_ids, prefix_mask,
-                                                                        int(remaining.max()))
+        # a leader that keeps its roll-in writes no roll-out: its roll-in is its whole trajectory
+        keeps_rollin = leaders & plan.leader_keeps_rollin
+        rollout_rows = (~keeps_rollin).nonzero().squeeze(-1)
+        rollout_ids, rollout_lengths = self._write_rows(
+            plan.rollout, rollout_rows, batch, query_ids, query_mask, prefix_ids, prefix_mask,
+            int(remaining[rollout_rows].max()) if rollout_rows.numel() else 1)
         rollout_lengths = torch.minimum(rollout_lengths, remaining)
-        rollout_keep = torch.arange(rollout_ids.shape[1], device=query_ids.device)[None, :] < rollout_lengths[:, None]
+        rollin_kept = torch.where(keeps_rollin, rollin_lengths, switch_index)
+        prefix_keep = positions[None, :] < rollin_kept[:, None]
+        rollout_keep = torch.arange(rollout_ids.shape[1], device=device)[None, :] < rollout_lengths[:, None]
         response_ids, response_mask = pack(
             torch.cat([rollin_ids, rollout_ids], 1), torch.cat([prefix_keep, rollout_keep], 1), pad, align="left"
         )
-        in_prefix = torch.arange(response_ids.shape[1], device=query_ids.device)[None, :] < switch_index[:, None]
+        in_prefix = torch.arange(response_ids.shape[1], device=device)[None, :] < rollin_kept[:, None]
         written_by_rollin = in_prefix & response_mask.bool()
         written_by_rollout = ~in_prefix & response_mask.bool()
         learner_mask = torch.zeros_like(response_mask, dtype=torch.bool)
