@@ -1,10 +1,11 @@
-"""Time one RL epoch (rollout + update) of PPO and PPO++ on the same tiny setting.
+"""Time one RL epoch (rollout + update) of PPO, PPO++ and GRPO on the same tiny setting.
 
     python tools/benchmark.py [--reps 5] [--accelerator auto]
 
 Prints one JSON object: per-algorithm median seconds per epoch (the first epoch is a warm-up and is
-dropped), the split between collecting rollouts and updating, and `ppo_pp_over_ppo`. The PPO++ guide is
-the same size as the learner, so the ratio measures what the guide's roll-in adds.
+dropped), the split between collecting rollouts and updating, `ppo_pp_over_ppo` and `grpo_over_ppo`. The
+PPO++ guide is the same size as the learner, so that ratio measures what the guide's roll-in adds. GRPO draws
+the same number of trajectories (`--rollouts`, 4 per prompt) with no critic to run or train.
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ def main() -> None:
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     results = {name: time_algorithm(config, args, Path(args.root)) for name, config in
-               (("ppo", "ppo"), ("ppo_pp", "ppo_pp"))}
-    results["ppo_pp_over_ppo"] = results["ppo_pp"]["median_epoch_s"] / results["ppo"]["median_epoch_s"]
+               (("ppo", "ppo"), ("ppo_pp", "ppo_pp"), ("grpo", "grpo"))}
+    for name in ("ppo_pp", "grpo"):
+        results[f"{name}_over_ppo"] = results[name]["median_epoch_s"] / results["ppo"]["median_epoch_s"]
     results["setting"] = {k: v for k, v in vars(args).items() if k != "root"}
     print(json.dumps(results, indent=2))
 
