@@ -36,7 +36,8 @@ class RolloutPreparation:
         default), and hand them to every callback with an `on_rollouts_collected` hook."""
         environment = self.environment if environment is None else environment
         group_size = self.samples_per_prompt
-        prompts, references = environment.next_prompts(group_size)
+        # without groups, call it as before, so environments written for the one-argument form keep working
+        prompts, references = environment.next_prompts(group_size) if group_size > 1 else environment.next_prompts()
         sampler = self.sampler(environment.generation, environment)
         chunk = environment.generation_batch_size or len(prompts)
         rollouts = [sampler.sample(prompts[start : start + chunk], references[start : start + chunk], self.plan,
