@@ -13,7 +13,7 @@ from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.guide import Guide, GuideBase, same_vocabulary
 from rlgf_pl.rollout.advantages import kl_shaped_rewards
 from rlgf_pl.rollout.containers import Advantages, PPOBatch, Rollout, RolloutForward
-from rlgf_pl.rollout.estimators import discounted_returns, distillation_rewards
+from rlgf_pl.rollout.estimators import discounted_returns, distillation_rewards, returns_to_go
 from rlgf_pl.rollout.sampler import evaluation_mode
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class Distill(RLGFModule):
             advantages = advantages + self.reward_coef * (scores - scores.mean())[:, None]
         self._reverse_kl = -(distill.sum(-1)).mean()
         advantages = advantages * learner_mask
-        returns = discounted_returns(token_rewards, response_mask, 1.0)
+        returns = returns_to_go(token_rewards, response_mask)
         return Advantages(advantages, returns, learner_mask, torch.zeros_like(learner_mask))
 
     def prepare(self, rollout: Rollout, scores: Tensor, environment: RolloutDataModule | None = None) -> PPOBatch:
