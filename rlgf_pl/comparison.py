@@ -12,11 +12,11 @@ import math
 import re
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlgf_pl.results import format_value, ordered_metrics, split_results
-from rlgf_pl.utils.tensorboard import per_epoch, read_scalars
+from rlgf_pl.utils.tensorboard import per_epoch, read_elapsed, read_scalars
 
 GUIDE = "guide"
 
@@ -30,6 +30,8 @@ class RunRecord:
     directory: Path
     results: dict[str, dict[str, float]]
     scalars: dict[str, list[tuple[int, float]]]
+    elapsed: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    """Per tag, the run's elapsed seconds at each logged value (`read_elapsed`)."""
 
 
 def load_run(directory: str | Path, label: str | None = None) -> RunRecord:
@@ -39,7 +41,7 @@ def load_run(directory: str | Path, label: str | None = None) -> RunRecord:
         raise FileNotFoundError(f"{results_file} does not exist: run `rlgf test` with this run's logger "
                                 f"directory (or compare.py's run mode) first.")
     results = split_results(json.loads(results_file.read_text()))
-    return RunRecord(label or directory.parent.name, directory, results, read_scalars(directory))
+    return RunRecord(label or directory.parent.name, directory, results, read_scalars(directory), read_elapsed(directory))
 
 
 def mean_std(values: Sequence[float]) -> str:
@@ -149,6 +151,75 @@ def plot_frontier(runs: Sequence[RunRecord], x: str, path: str | Path) -> Path:
     return _save(figure, axes, path)
 
 
+LEARNER_TOKENS = "train/learner_tokens"
+EFFICIENCY_AXES = {"tokens": "tokens written by the learner", "seconds": "elapsed seconds (training and validation)"}
+
+
+def efficiency_points(run: RunRecord, tag: str, x: str) -> list[tuple[float, float]]:
+    """(x, value) for each logged value of `tag`. x = 'tokens': the learner's tokens written so far (its
+    cumulative `train/learner_tokens` at that step; 0 before the first epoch); 'seconds': the run's elapsed
+    time when it was logged. Empty when the run did not log what x needs."""
+    values = run.scalars.get(tag, [])
+    if x == "seconds":
+        seconds = [elapsed for _, elapsed in run.elapsed.get(tag, [])]
+        return list(zip(seconds, (value for _, value in values))) if len(seconds) == len(values) else []
+    if x != "tokens":
+        raise ValueError(f"x must be one of {sorted(EFFICIENCY_AXES)}, got {x!r}")
+    tokens = run.scalars.get(LEARNER_TOKENS, [])
+    if not tokens:
+        return []
+    return [(next((count for logged, count in reversed(tokens) if logged <= step), 0.0), value) for step, value in values]
+
+
+def plot_efficiency(runs: Sequence[RunRecord], tag: str, path: str | Path, guide_metric: str | None = None) -> Path | None:
+    """PNG of `tag` against the learner's written tokens and against elapsed time (two panels): per label, the
+    mean over its runs at each logged point, with a ±std band of the value. None (nothing written) when no run
+    logged `train/learner_tokens`."""
+    import numpy as np
+
+    if not any(run.scalars.get(LEARNER_TOKENS) for run in runs):
+        return None
+    figure, panels = _figure(columns=len(EFFICIENCY_AXES))
+    guide_values = [run.results[GUIDE][guide_metric] for run in runs
+                    if guide_metric and guide_metric in run.results.get(GUIDE, {})]
+    for panel, (x, x_label) in zip(panels, EFFICIENCY_AXES.items()):
+        for index, (label, group) in enumerate(grouped(runs).items()):
+            curves = [points for points in (efficiency_points(run, tag, x) for run in group) if points]
+            length = min((len(points) for points in curves), default=0)
+            if length == 0:
+                continue
+            xs = np.array([[point[0] for point in points[:length]] for points in curves]).mean(0)
+            ys = np.array([[point[1] for point in points[:length]] for points in curves])
+            panel.plot(xs, ys.mean(0), color=f"C{index % 10}", linestyle="-" if index < 10 else "--",
+                       label=f"{label} (n={len(curves)})")
+            if len(curves) > 1:
+                panel.fill_between(xs, ys.mean(0) - ys.std(0), ys.mean(0) + ys.std(0), alpha=0.15, color=f"C{index % 10}")
+        if guide_values:
+            panel.axhline(statistics.fmean(guide_values), color="black", linestyle=":", label="guide (test)")
+        panel.set_xlabel(x_label)
+        panel.set_ylabel(tag)
+    return _save(figure, panels, path)
+
+
+def efficiency_table(runs: Sequence[RunRecord], tag: str = "val/reward") -> str:
+    """Markdown: per label (mean ± std over its runs), the learner's and the guide's written tokens over the
+    whole fit, the fit's elapsed seconds, and the last logged `tag`."""
+    rows = {"learner tokens": lambda run: _last(run.scalars.get(LEARNER_TOKENS, [])),
+            "guide tokens": lambda run: _last(run.scalars.get("train/guide_tokens", [])),
+            "elapsed seconds": lambda run: _last(run.elapsed.get(tag, [])),
+            f"last {tag}": lambda run: _last(run.scalars.get(tag, []))}
+    groups = grouped(runs)
+    lines = ["| | " + " | ".join(f"{label} (n={len(group)})" for label, group in groups.items()) + " |",
+             "|---|" + "---:|" * len(groups)]
+    for name, value in rows.items():
+        lines.append(f"| {name} | " + " | ".join(mean_std([value(run) for run in group]) for group in groups.values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _last(points: list[tuple[int, float]]) -> float:
+    return points[-1][1] if points else float("nan")
+
+
 SWEEP_LABEL = re.compile(r"^(?P<series>.+)_(?P<parameter>[A-Za-z_]+?)(?P<value>[0-9][0-9.eE+-]*)$")
 
 
@@ -208,13 +279,18 @@ def _figure(columns: int = 1):
 
 
 def _save(figure, axes, path: str | Path) -> Path:
-    """Grid and legend on each axes (one or a list), tight layout; write the PNG (parents created), free the
-    figure."""
+    """Grid and legend on each axes (one or a list; a crowded legend once, beside the last), tight layout;
+    write the PNG (parents created), free the figure."""
     import matplotlib.pyplot as plt
 
-    for each in axes if isinstance(axes, list) else [axes]:
+    panels = axes if isinstance(axes, list) else [axes]
+    crowded = len(panels[-1].get_legend_handles_labels()[0]) > 6
+    for each in panels:
         each.grid(alpha=0.3)
-        each.legend(fontsize="small")
+        if not crowded:
+            each.legend(fontsize="small")
+    if crowded:  # one legend, beside the last panel, so it hides no curve
+        panels[-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

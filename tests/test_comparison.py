@@ -19,7 +19,9 @@ def fake_run(root, name, seed, results, val_rewards):
     (directory / "test_results.json").write_text(json.dumps(results))
     writer = SummaryWriter(str(directory))
     for step, value in enumerate(val_rewards):
-        writer.add_scalar("val/reward", value, step)
+        writer.add_scalar("val/reward", value, step, walltime=1000.0 + 10 * step)
+        if step:  # the tokens the learner wrote by the end of each epoch, logged with its validation
+            writer.add_scalar("train/learner_tokens", 100.0 * step * (seed + 1), step, walltime=1000.0 + 10 * step)
         writer.add_scalar("train/kl", value / 10, step + 1)
         writer.add_scalar("val/coverage", value / 2, step)
     writer.close()
@@ -60,8 +62,33 @@ def test_compare_tool_writes_the_table_and_png_plots(runs, tmp_path):
     subprocess.run([sys.executable, str(REPO / "tools/compare.py"), *map(str, runs), "--out", str(out),
                     "--curves", "val/coverage"], check=True, capture_output=True)
     assert (out / "results.md").read_text() == summary_table([load_run(directory) for directory in runs])
-    for image in ("val_reward.png", "train_kl.png", "reward_perplexity.png", "reward_kl.png", "val_coverage.png"):
+    for image in ("val_reward.png", "train_kl.png", "reward_perplexity.png", "reward_kl.png", "val_coverage.png",
+                  "efficiency.png"):
         assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sample_efficiency_puts_each_validation_at_the_learners_tokens_and_the_elapsed_time(runs, tmp_path):
+    from rlgf_pl.comparison import efficiency_points, efficiency_table
+
+    ppo_seed1 = load_run(runs[1])
+    assert efficiency_points(ppo_seed1, "val/reward", "tokens") == [(0.0, pytest.approx(0.1)), (200.0, pytest.approx(0.7))]
+    assert efficiency_points(ppo_seed1, "val/reward", "seconds") == [(0.0, pytest.approx(0.1)), (10.0, pytest.approx(0.7))]
+    table = efficiency_table([load_run(directory) for directory in runs]).splitlines()
+    assert table[0] == "| | ppo (n=2) | d2lols (n=1) |"
+    assert table[2] == "| learner tokens | 150.0 ± 70.7 | 100.0 |"  # seeds 0 and 1 wrote 100 and 200
+    with pytest.raises(ValueError, match="x must be one of"):
+        efficiency_points(ppo_seed1, "val/reward", "epochs")
+
+
+def test_elapsed_time_leaves_out_the_pause_before_a_resume(tmp_path):
+    from rlgf_pl.utils.tensorboard import read_elapsed
+
+    for start, steps in ((1000.0, (0, 1)), (9000.0, (2, 3))):  # the run, then its resume two hours later
+        writer = SummaryWriter(str(tmp_path), filename_suffix=f".{int(start)}")
+        for index, step in enumerate(steps):
+            writer.add_scalar("val/reward", 0.1 * step, step, walltime=start + 30.0 * index)
+        writer.close()
+    assert [seconds for _, seconds in read_elapsed(tmp_path)["val/reward"]] == [0.0, 30.0, 30.0, 60.0]
 
 
 def test_a_run_without_test_results_says_what_to_do(tmp_path):

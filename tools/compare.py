@@ -20,6 +20,9 @@ epochs), and `{out}/reward_perplexity.png` and `{out}/reward_kl.png` (the reward
 frontiers: a point per seed, a large one per algorithm's mean), and, where run names carry a `--suffix` sweep,
 `{out}/sweep.png` (test reward and perplexity against the swept setting). `--curves val/cider_d` adds
 `{out}/val_cider_d.png` (any logged tag against epochs, with the guide's test value of that metric).
+Where the runs log `train/learner_tokens`, the sample-efficiency view: `{out}/efficiency.png` (val/reward
+against the tokens the learner wrote and against elapsed time) and `{out}/efficiency.md` (tokens written by
+the learner and by the guide, elapsed seconds and the last val/reward, per algorithm).
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlgf_pl.comparison import load_run, plot_curves, plot_frontier, plot_sweep, summary_table  # noqa: E402
+from rlgf_pl.comparison import (efficiency_table, load_run, plot_curves, plot_efficiency, plot_frontier,  # noqa: E402
+                                plot_sweep, summary_table)
 
 
 def logger_argument(root: Path, name: str, version: str) -> str:
@@ -111,9 +115,13 @@ def main() -> None:
     plot_frontier(records, "perplexity", args.out / "reward_perplexity.png")
     plot_frontier(records, "kl", args.out / "reward_kl.png")
     swept = plot_sweep(records, ["reward", "perplexity"], args.out / "sweep.png")
+    efficient = plot_efficiency(records, "val/reward", args.out / "efficiency.png", guide_metric="reward")
+    if efficient:
+        (args.out / "efficiency.md").write_text(efficiency_table(records))
     print(table)
     extra = "".join(f", {name}" for name in curves.values())
-    print(f"Wrote {args.out / 'results.md'} and the plots val_reward, train_kl{extra}, reward_perplexity, reward_kl"
+    print(f"Wrote {args.out / 'results.md'}{' and efficiency.md' if efficient else ''} and the plots val_reward, "
+          f"train_kl{extra}, reward_perplexity, reward_kl{', efficiency' if efficient else ''}"
           f"{' and sweep' if swept else ''} (.png) in {args.out}")
 
 
