@@ -38,8 +38,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlgf_pl.comparison import (efficiency_table, load_run, plot_curves, plot_efficiency, plot_frontier,  # noqa: E402
-                                plot_sweep, summary_table)
+from rlgf_pl.comparison import (  # noqa: E402
+    efficiency_table,
+    load_run,
+    plot_curves,
+    plot_efficiency,
+    plot_frontier,
+    plot_sweep,
+    summary_table,
+)
 
 
 def logger_argument(root: Path, name: str, version: str) -> str:
