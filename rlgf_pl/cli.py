@@ -18,7 +18,7 @@ from typing import Any
 
 from jsonargparse import Namespace
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch import Trainer
+from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.cli import LightningCLI
 
 from rlgf_pl.algorithms.base import RLGFModule
@@ -33,6 +33,11 @@ class RLGFCLI(LightningCLI):
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         return {key: value for key, value in LightningCLI.subcommands().items() if key in ("fit", "validate", "test")}
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--callbacks", type=list[Callback] | None, default=None,
+                            help="Callbacks added to the trainer's own (which a config's `trainer:` file sets and "
+                                 "keeps), e.g. the D2LOLS switch: a top-level `callbacks:` list in the config.")
 
     def parse_arguments(self, parser, args) -> None:
         self._arguments = args  # kept to tell the settings the user wrote from defaults (_parse_ckpt_path)
@@ -81,9 +86,14 @@ class RLGFCLI(LightningCLI):
             raise
 
     def before_instantiate_classes(self) -> None:
-        """Default logger: TensorBoard under `{default_root_dir}/{algorithm}/version_N`, so runs of
-        different algorithms sharing one trainer config land in separate folders."""
+        """Top-level `callbacks` join `trainer.callbacks`. Default logger: TensorBoard under
+        `{default_root_dir}/{algorithm}/version_N`, so runs of different algorithms sharing one trainer config land
+        in separate folders."""
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.get("callbacks"):  # the top-level list joins the trainer's callbacks, which it does not replace
+            own = config.trainer.callbacks
+            own = [] if own is None else list(own) if isinstance(own, list) else [own]
+            config.trainer.callbacks, config.callbacks = [*own, *config.callbacks], None
         if config.trainer.logger in (None, True):
             algorithm = str(config.model.class_path).rsplit(".", 1)[-1].lower()
             root = config.trainer.default_root_dir or "runs"

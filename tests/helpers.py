@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from lightning.pytorch import Callback
 from lightning.pytorch.strategies import FSDPStrategy
 
@@ -190,3 +192,9 @@ class CPUFSDPStrategy(FSDPStrategy):
         config = FullStateDictConfig(offload_to_cpu=False, rank0_only=True)
         with FSDP.state_dict_type(self.model, StateDictType.FULL_STATE_DICT, config):
             return self.model.state_dict()
+
+
+def switch_at(epoch: int) -> str:
+    """The CLI flag that sets a D2LOLS run's switch callback to `epoch` (replacing the config's)."""
+    switch = {"class_path": "callbacks.D2LOLSSwitch", "init_args": {"switch_epoch": epoch}}
+    return f"--callbacks={json.dumps([switch])}"

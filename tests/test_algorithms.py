@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import built, fast_fit_args
-from helpers import StopAfterEpochs  # noqa: F401  (used by class path in CLI args)
+from helpers import StopAfterEpochs, switch_at  # noqa: F401  (StopAfterEpochs: a class path in CLI args)
 
 from rlgf_pl.algorithms import D2LOLS, LOLS, AggreVaTeD
 from rlgf_pl.cli import build_cli
@@ -98,7 +98,7 @@ def test_ppo_plus_plus_with_beta_zero_is_ppo(tmp_path, toy_model_dir, toy_model_
 @pytest.mark.parametrize("config, expected_phases", [("d2lols", [0, 0, 1, 1]), ("lols", None)])
 def test_phases_follow_the_schedule_and_survive_resume(tmp_path, toy_model_dir, toy_model_dir_guide, config,
                                                        expected_phases):
-    extra = (["--model.init_args.switch_epoch=2", "--model.init_args.beta=0.0", "--model.init_args.aggrevated_beta=1.0"]
+    extra = ([switch_at(2), "--model.init_args.beta=0.0", "--model.init_args.aggrevated_beta=1.0"]
              if config == "d2lols" else ["--model.init_args.tau=0.5"])
     straight, stopped, resumed = tmp_path / "straight", tmp_path / "stopped", tmp_path / "resumed"
     _fit(fast_fit_args(straight, toy_model_dir, epochs=4, config=config, guide=toy_model_dir_guide, extra=extra))

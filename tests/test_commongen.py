@@ -169,7 +169,8 @@ def test_the_hub_commongen_configs_carry_the_paper_codes_values():
         assert (model["lr"], model["weight_decay"], model["vf_coef"], model["kl_coef"], model["sft_coef"]) == \
             (5e-6, 1e-6, 30.0, 0.0, 0.1), name
         assert model.get("beta", 0.8) == 0.8 and "aggrevated_beta" not in model, name
-    assert yaml.safe_load((folder / "d2lols.yaml").read_text())["model"]["init_args"]["switch_epoch"] == 100
+    (switch,) = yaml.safe_load((folder / "d2lols.yaml").read_text())["callbacks"]
+    assert switch == {"class_path": "callbacks.D2LOLSSwitch", "init_args": {"switch_epoch": 100}}
 
 
 def test_concepts_zoo_tiny_slice_builds_and_loads(tmp_path, monkeypatch):

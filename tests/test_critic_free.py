@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import built, fast_fit_args
-from helpers import StopAfterEpochs  # noqa: F401  (used by class path in CLI args)
+from helpers import StopAfterEpochs, switch_at  # noqa: F401  (StopAfterEpochs: a class path in CLI args)
 
 from rlgf_pl.algorithms import AggreVaTeDMC, Distill
 from rlgf_pl.cli import main
@@ -145,7 +145,7 @@ def _last(root: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("config", NEW_ALGORITHMS)
 def test_resume_equals_uninterrupted_and_no_critic_is_built(config, tmp_path, toy_model_dir, toy_model_dir_guide):
-    extra = ["--model.init_args.switch_epoch=2"] if config == "d2lols_mc" else []
+    extra = [switch_at(2)] if config == "d2lols_mc" else []
     if config == "aggrevated_mc":
         extra.append("--model.init_args.samples_per_prompt=4")
 

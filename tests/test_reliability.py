@@ -73,12 +73,25 @@ def test_running_moments_match_the_moments_of_all_scores_seen():
 
 def test_scale_scores_scales_standardizes_and_clips():
     moments = RunningMoments()
-    moments.update(torch.tensor(2.0), torch.tensor(4.0), torch.tensor(10.0))  # {1, 3}: mean 2, std 1
+    moments.update(torch.tensor(2.0), torch.tensor(4.0), torch.tensor(10.0))  # {1, 3}: mean 2, sample std sqrt(2)
     scores = torch.tensor([4.0, -2.0])
-    assert torch.allclose(scale_scores(scores, moments, "std", None), torch.tensor([4.0, -2.0]))
-    assert torch.allclose(scale_scores(scores, moments, "mean_std", None), torch.tensor([2.0, -4.0]))
-    assert torch.allclose(scale_scores(scores, moments, "mean_std", 3.0), torch.tensor([2.0, -3.0]))
+    root2 = 2.0**0.5
+    assert torch.allclose(scale_scores(scores, moments, "std", None), torch.tensor([4.0 / root2, -2.0 / root2]))
+    assert torch.allclose(scale_scores(scores, moments, "mean_std", None), torch.tensor([2.0 / root2, -4.0 / root2]))
+    assert torch.allclose(scale_scores(scores, moments, "mean_std", 2.0), torch.tensor([2.0 / root2, -2.0]))
     assert torch.equal(scale_scores(scores, moments, None, None), scores)
+
+
+def test_std_scaling_uses_the_sample_std_as_trl():
+    """TRL's use_score_scaling divides by its running std with the n - 1 correction: [1, 3] -> [0.707, 2.121]
+    (the population std, 1, would leave them as they are)."""
+    moments = RunningMoments()
+    scores = torch.tensor([1.0, 3.0])
+    moments.update(torch.tensor(2.0), scores.sum(), scores.square().sum())
+    assert scale_scores(scores, moments, "std", None).tolist() == pytest.approx([0.7071068, 2.1213203])
+    single = RunningMoments()
+    single.update(torch.tensor(1.0), torch.tensor(2.0), torch.tensor(4.0))  # one score: no n - 1 std, no inf
+    assert torch.isfinite(single.std)
 
 
 @pytest.mark.parametrize("stage", ["fit", "test"])

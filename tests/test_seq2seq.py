@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from conftest import fast_fit_args, run_rlgf
+from helpers import switch_at
 
 from rlgf_pl.cli import main
 from rlgf_pl.policies.critic import ValueModel
@@ -95,7 +96,7 @@ def test_ppo_with_a_seq2seq_learner_learns_and_resumes_exactly(tmp_path, t5_dir)
 @pytest.mark.parametrize("config", ["aggrevated", "d2lols"])
 def test_guided_algorithms_run_with_a_seq2seq_learner_and_guide(tmp_path, t5_dir, marker_t5_guide_dir, config):
     main(fast_fit_args(tmp_path, t5_dir, epochs=2, config=config, guide=marker_t5_guide_dir,
-                       extra=["--model.init_args.switch_epoch=1"] if config == "d2lols" else []))
+                       extra=[switch_at(1)] if config == "d2lols" else []))
     logs = read_scalars(tmp_path)
     assert min(per_epoch(logs, "train/guide_token_fraction")) > 0.05
     if config == "d2lols":

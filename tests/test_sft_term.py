@@ -48,12 +48,27 @@ def test_targets_are_the_drawn_references_in_the_learners_tokens_closed_by_its_e
     policy = load_policy(str(request.getfixturevalue(learner)))
     prompts, references = ["the movie", "a plot", "its end"], [["was good and fun"], [], ["bad bad bad bad"]]
     ids, mask = reference_targets(policy, prompts, references, 4, torch.Generator().manual_seed(0))
-    expected, _ = policy.encode_responses(prompts[:1], references[0], None)
+    first = " " + references[0][0] if policy.continues_prompt_text else references[0][0]  # as it follows "the movie"
+    expected, _ = policy.encode_responses(prompts[:1], [first], None)
     assert ids[0, : mask[0].sum()].tolist() == [*expected[0].tolist(), policy.eos_token_id][:4]
     assert mask[1].sum() == 0, "a row without references trains on nothing"
     assert mask.shape[1] <= 4 and mask[2].sum() == 4, "cut to max_tokens"
     logprobs = policy(*policy.encode_prompts(prompts, 8), ids, mask)[0]
     assert torch.isfinite(logprobs).all() and (logprobs[mask.bool()] < 0).all(), "the learner scores its targets"
+
+
+def test_a_causal_target_reads_as_the_reference_follows_the_prompt(toy_model_dir):
+    """Prompt "the movie" and reference "is good": the target is the tokens of "is good" in "the movie is good", not
+    of "the movieis good", where the word-level tokenizer loses 'is' (and BPE ones mangle it)."""
+    policy = load_policy(str(toy_model_dir))
+    ids, mask = reference_targets(policy, ["the movie", "the movie "], [["is good"], ["is good"]], 8,
+                                  torch.Generator().manual_seed(0))
+    whole = policy.tokenizer("the movie is good", add_special_tokens=False)["input_ids"]
+    prompt = policy.tokenizer("the movie", add_special_tokens=False)["input_ids"]
+    for row in range(2):  # with and without the prompt's own trailing space
+        target = ids[row, : mask[row].sum()].tolist()
+        assert target == [*whole[len(prompt):], policy.eos_token_id], (row, target)
+    assert policy.decode(ids[:1], mask[:1])[0].split() == ["is", "good"]
 
 
 def test_a_task_without_references_gets_a_named_error(toy_model_dir):

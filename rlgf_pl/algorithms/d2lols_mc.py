@@ -9,12 +9,12 @@ from rlgf_pl.rollout.plan import Plan
 
 
 class D2LOLSMC(SwitchesOnce, CriticFreeModule):
-    """Critic-free D2LOLS: AggreVaTeD-MC (learner roll-in, K - 1 guide roll-outs from its state as the baseline)
-    for epochs before `switch_epoch`, GRPO++ (one guide prefix per group, K learner roll-outs from it) from then
-    on, switched as D2LOLS is. No critic in either phase.
+    """Critic-free D2LOLS: AggreVaTeD-MC (learner roll-in, K - 1 guide roll-outs from its state as the baseline),
+    then GRPO++ (one guide prefix per group, K learner roll-outs from it) once a phase-switch callback says so,
+    as D2LOLS. No critic in either phase.
 
     Args:
-        switch_epoch: First GRPO++ epoch.
+        switch_epoch: Ignored, with a warning, as in `D2LOLS`: the switch epoch is `callbacks.D2LOLSSwitch`'s.
         beta: Probability that a GRPO++ group starts from a guide prefix.
         aggrevated_beta: Probability that an AggreVaTeD-MC state is a learner prefix; null = `beta`.
         kl_mode, kl_estimator: As `GRPO` (defaults: KL in the loss with k3).
@@ -24,7 +24,7 @@ class D2LOLSMC(SwitchesOnce, CriticFreeModule):
         **kwargs: See `CriticFreeModule` and `RLGFModule`.
     """
 
-    def __init__(self, *args, switch_epoch: int = 10, beta: float = 0.8, aggrevated_beta: float | None = None,
+    def __init__(self, *args, switch_epoch: int | None = None, beta: float = 0.8, aggrevated_beta: float | None = None,
                  kl_mode: KLMode = "loss", kl_estimator: KLEstimator = "k3", scale_by_std: bool = False,
                  whiten_advantages: bool = True, **kwargs) -> None:
         super().__init__(*args, kl_mode=kl_mode, kl_estimator=kl_estimator, scale_by_std=scale_by_std,

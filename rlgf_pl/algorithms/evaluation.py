@@ -20,6 +20,9 @@ class EvaluationSteps:
     """
 
     _evaluation_metrics: dict[str, MetricCollection]
+    evaluate_guide_in_next_validation = False
+    """Set by a callback (callbacks.GuideBaselineSwitch) for one validation that also evaluates the guide, as
+    test does with `evaluate_guide`: its metrics are logged as `val/guide/...`."""
 
     def evaluation_rollout(self, batch: dict, batch_idx: int, plan: Plan | None = None) -> Rollout:
         """Learner (or `plan`) continuations of an evaluation batch, with the environment's fixed random
@@ -50,7 +53,9 @@ class EvaluationSteps:
 
     def _start_evaluation(self, stage: str) -> None:
         """Fresh metric collections (the learner's, and the guide baseline's when asked) for this pass."""
-        collections = self.environment.metric_collections(stage)
+        with_guide = stage == "val" and self.evaluate_guide_in_next_validation
+        collections = self.environment.metric_collections(stage, guide=with_guide)
+        self.evaluate_guide_in_next_validation = False
         self._evaluation_metrics = {writer: collection.to(self.device) for writer, collection in collections.items()}
 
     def _evaluate(self, batch: dict, batch_idx: int, stage: str) -> dict:

@@ -6,7 +6,7 @@ import os
 from typing import Any, Literal
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_warn
 
 from rlgf_pl.algorithms.base import RLGFModule
 from rlgf_pl.errors import ConfigError
@@ -87,45 +87,59 @@ class LOLS(_PhasedModule):
         self.flips.update(checkpoint.get("lols_flips", {}))
 
 
-class SwitchesOnce:
-    """D2LOLS's single switch (a mixin before the module class): AggreVaTeD phase for epochs before
-    `switch_epoch`, PPO++ phase from then on. The switch happens at the start of epoch `switch_epoch`, before that
-    epoch's rollouts; the `switched` buffer is in the state dict, so resume keeps the phase."""
+SWITCH_CALLBACK_YAML = """callbacks:  # top level of the config, beside trainer: and model:
+  - class_path: callbacks.D2LOLSSwitch
+    init_args: {{switch_epoch: {epoch}}}"""
 
-    def _init_switch(self, switch_epoch: int) -> None:
-        if switch_epoch < 0:
-            raise ConfigError(f"switch_epoch must be >= 0, got {switch_epoch}.")
-        self.switch_epoch = switch_epoch
+
+class SwitchesOnce:
+    """D2LOLS's single switch (a mixin before the module class): the AggreVaTeD phase until a phase-switch
+    callback (`callbacks.D2LOLSSwitch`, or an adaptive rule) calls `switch_to_ppo_plus_plus()`, the PPO++ phase
+    from then on. The module owns the phase, not its timing; the `switched` buffer is in the state dict, so
+    resume keeps the phase."""
+
+    def _init_switch(self, switch_epoch: int | None) -> None:
+        if switch_epoch is not None:  # the argument of old configs and checkpoints, before the switch callback
+            rank_zero_warn(f"{type(self).__name__}(switch_epoch={switch_epoch}) is ignored: the switch epoch belongs to "
+                           f"the callback now. Add to the config:\n{SWITCH_CALLBACK_YAML.format(epoch=switch_epoch)}")
+        self._legacy_switch_epoch = switch_epoch
         self.register_buffer("switched", torch.tensor(False))
 
     @property
     def phase_id(self) -> int:
         return PPO_PLUS_PLUS if bool(self.switched) else AGGREVATED
 
-    def on_train_epoch_start(self) -> None:
-        if self.current_epoch >= self.switch_epoch and not bool(self.switched):
-            self.switch_to_ppo_plus_plus()
-            rank_zero_info(f"[{type(self).__name__}] epoch {self.current_epoch}: switched from AggreVaTeD to PPO++")
-        super().on_train_epoch_start()
+    def on_fit_start(self) -> None:
+        """Fail before any work when no callback would ever switch the phase."""
+        if not any(getattr(callback, "switches_phase", False) for callback in self.trainer.callbacks):
+            epoch = self._legacy_switch_epoch if self._legacy_switch_epoch is not None else 10
+            raise ConfigError(f"{type(self).__name__} switches from its AggreVaTeD phase to its PPO++ phase through a "
+                              f"callback, and this run has none. Add to the config (or pick an adaptive rule: "
+                              f"callbacks.GuideBaselineSwitch, callbacks.PlateauSwitch):\n"
+                              f"{SWITCH_CALLBACK_YAML.format(epoch=epoch)}")
+        super().on_fit_start()
 
     def switch_to_ppo_plus_plus(self) -> None:
+        """From the next rollouts on, the PPO++ phase (called by a phase-switch callback at an epoch's start)."""
         self.switched.fill_(True)
 
 
 class D2LOLS(SwitchesOnce, _PhasedModule):
-    """AggreVaTeD for epochs before `switch_epoch`, PPO++ from then on. The module makes the switch itself,
-    at the start of epoch `switch_epoch` and before that epoch's rollouts; `switch_epoch` lives here only.
+    """AggreVaTeD, then PPO++ once a phase-switch callback says so: `callbacks.D2LOLSSwitch(switch_epoch)` (a
+    fixed epoch), `callbacks.GuideBaselineSwitch` or `callbacks.PlateauSwitch` (adaptive). The callback owns
+    the timing; a fit without one stops at its start with the YAML to add.
 
     Args:
-        switch_epoch: First PPO++ epoch.
+        switch_epoch: Ignored, with a warning (configs and checkpoints from before the switch callback); the
+            switch epoch is `callbacks.D2LOLSSwitch`'s.
         beta: Mixing probability of the PPO++ phase, and of the AggreVaTeD phase unless `aggrevated_beta` is
             set (paper IMDB setting: 0.8 for both).
         aggrevated_beta: Mixing probability of the AggreVaTeD phase (the share of learner roll-ins); null = `beta`.
         **kwargs: See `RLGFModule`.
     """
 
-    def __init__(self, *args, switch_epoch: int = 10, beta: float = 0.8, aggrevated_beta: float | None = None,
-                 **kwargs) -> None:
+    def __init__(self, *args, beta: float = 0.8, aggrevated_beta: float | None = None,
+                 switch_epoch: int | None = None, **kwargs) -> None:
         super().__init__(*args, beta=beta, aggrevated_beta=aggrevated_beta, **kwargs)
         self._init_switch(switch_epoch)
 

@@ -229,10 +229,11 @@ class RolloutDataModule(LightningDataModule):
         """The random stream of evaluation batch `batch_idx` on this rank: the same at every validation."""
         return torch.Generator().manual_seed(10_007 * (self.seed + 1) + 1_000_003 * self.rank + batch_idx)
 
-    def metric_collections(self, stage: str) -> dict[str, MetricCollection]:
-        """Fresh metrics for one evaluation pass: the learner's, plus the guide's at test when asked."""
+    def metric_collections(self, stage: str, guide: bool = False) -> dict[str, MetricCollection]:
+        """Fresh metrics for one evaluation pass: the learner's, plus the guide's when `guide` is set or, at test,
+        with `evaluate_guide`."""
         metrics = self.test_metrics if stage == "test" else self.metrics
         collections = {"learner": evaluation_collection(metrics, f"{stage}/")}
-        if stage == "test" and self.evaluate_guide:
+        if guide or (stage == "test" and self.evaluate_guide):
             collections["guide"] = evaluation_collection(metrics, f"{stage}/guide/")
         return collections

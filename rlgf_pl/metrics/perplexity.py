@@ -11,6 +11,7 @@ from torchmetrics import Metric
 from rlgf_pl.metrics.samples import EvaluationSamples
 from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.loading import load_policy
+from rlgf_pl.utils.text import joined_reference
 
 
 @lru_cache(maxsize=2)
@@ -30,14 +31,6 @@ def encode_continuations(policy: Policy, prompts: list[str], texts: list[str], m
     """
     query_ids, query_mask = policy.encode_prompts(prompts, max_prompt_tokens)
     return (query_ids, query_mask, *policy.encode_responses(prompts, texts, max_tokens))
-
-
-def joined_reference(prompt: str, reference: str) -> str:
-    """A reference as it reads after its prompt: tasks store the two apart, so a separating space is put back
-    when neither side has one (the reference's first word is then tokenized as it was in the text)."""
-    if prompt[-1:].isspace() or reference[:1].isspace() or not prompt:
-        return reference
-    return " " + reference
 
 
 @torch.no_grad()

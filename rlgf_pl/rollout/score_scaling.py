@@ -24,8 +24,8 @@ def merge_moments(count: Tensor, mean: Tensor, var: Tensor, batch_count: Tensor,
 
 
 class RunningMoments(nn.Module):
-    """Mean and variance of every score seen so far, over all ranks. Buffers, so a checkpoint carries them and a
-    resumed run scales exactly as the uninterrupted one."""
+    """Mean and (population) variance of every score seen so far, over all ranks, and their sample std. Buffers,
+    so a checkpoint carries them and a resumed run scales exactly as the uninterrupted one."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -34,7 +34,10 @@ class RunningMoments(nn.Module):
 
     @property
     def std(self) -> Tensor:
-        return self.var.sqrt()
+        """The sample std (n - 1 in the denominator), as TRL's running moments: scaling [1, 3] by it gives
+        [0.707, 2.121]. With fewer than two scores, the population std (the n - 1 one is undefined)."""
+        correction = self.count / (self.count - 1) if self.count > 1 else torch.ones_like(self.count)
+        return (self.var * correction).sqrt()
 
     def update(self, batch_count: Tensor, batch_sum: Tensor, batch_sum_sq: Tensor) -> None:
         """Add a batch (its totals already summed over ranks)."""

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from rlgf_pl.errors import ConfigError
 from rlgf_pl.policies.base import Policy
+from rlgf_pl.utils.text import joined_reference
 
 
 def draw_references(references: list[list[str]], generator: torch.Generator) -> list[str | None]:
@@ -40,7 +41,8 @@ def with_end_token(ids: Tensor, mask: Tensor, end_token_id: int | None, keep: Te
 def reference_targets(policy: Policy, prompts: list[str], references: list[list[str]], max_tokens: int,
                       generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """The target of each row: one of its references, in the policy's tokens as it would write them after
-    the prompt, closed by its end token and cut to `max_tokens`.
+    the prompt (for a causal learner, read as it follows the prompt's text: `joined_reference`), closed by its
+    end token and cut to `max_tokens`.
 
     Returns:
         ids, mask [B, U], right-padded; the mask is all zero on rows without references.
@@ -51,7 +53,11 @@ def reference_targets(policy: Policy, prompts: list[str], references: list[list[
     if all(text is None for text in drawn):
         raise ConfigError("sft_coef > 0 trains on reference continuations, but no prompt of this epoch has any: use "
                           "a task whose rows carry 'references' (CommonGen, the concept task), or set sft_coef: 0.")
-    ids, mask = policy.encode_responses(prompts, [text if text is not None else "" for text in drawn], None)
+    # a causal learner continues the prompt's text: the reference must read as it would follow it (a separating
+    # space put back), or its first word merges with the prompt's last and is lost from the target
+    texts = [("" if text is None else joined_reference(prompt, text) if policy.continues_prompt_text else text)
+             for prompt, text in zip(prompts, drawn)]
+    ids, mask = policy.encode_responses(prompts, texts, None)
     has_reference = torch.tensor([text is not None for text in drawn], device=ids.device)
     ids, mask = with_end_token(ids, mask, policy.eos_token_id, has_reference)
     return ids[:, :max_tokens], mask[:, :max_tokens]
