@@ -153,6 +153,10 @@ def main(argv: list[str] | None = None) -> None:
 
         raise SystemExit(serve_main(words[1:]))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        # `python -m` puts the working directory on the path, the `rlgf` console script does not: a user's own
+        # module next to the config (class_path: myrl.MyReward) resolves either way
+        sys.path.insert(0, os.getcwd())
     try:
         if words[:1] == ["export"]:
             from rlgf_pl.export import export_main

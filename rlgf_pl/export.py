@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import shutil
 import sys
 import tempfile
@@ -55,12 +56,23 @@ def export_policy(policy: Policy, model_name: str, lora: LoraSettings | None, ou
             exported = exported.merge_and_unload()
         exported.save_pretrained(staging)
         policy.tokenizer.save_pretrained(staging)
+        shareable(staging)
         if out.exists():
             out.rmdir()
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def shareable(folder: Path) -> None:
+    """Give `folder` and everything in it the modes a new folder and file get under the process's umask (0755
+    and 0644 under the usual 022), not the 0700 of a temporary folder or the 0600 some writers use: an export is
+    meant to be shared as it is."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def _with_adapters(policy: Policy, model_name: str, lora: LoraSettings):

@@ -1,6 +1,8 @@
 """End to end through the `rlgf` command: learning, test results, DDP, and clear errors."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,3 +91,19 @@ def test_building_a_run_loads_no_weights(tmp_path):
                      "--data.init_args.guide.init_args.model=/not/yet/a/guide"], run=False)
     assert cli.model.policy is None and cli.model.critic is None
     assert cli.datamodule.guide._policy is None
+
+
+def test_a_class_path_resolves_modules_in_the_working_directory(tmp_path):
+    """The `rlgf` console script, unlike `python -m`, does not put the working directory on sys.path; a user's
+    module beside the config must resolve without PYTHONPATH."""
+    import subprocess
+    import sys
+
+    (tmp_path / "myrl_reward.py").write_text(
+        "from rlgf_pl.rewards import WordFrequencyReward\n\n\nclass MyReward(WordFrequencyReward):\n    pass\n")
+    command = [str(Path(sys.executable).parent / "rlgf"), "fit", "--config", str(REPO / "configs/toy/ppo.yaml"),
+               "--data.init_args.reward.class_path=myrl_reward.MyReward", "--print_config"]
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "class_path: myrl_reward.MyReward" in completed.stdout

@@ -91,6 +91,21 @@ def test_elapsed_time_leaves_out_the_pause_before_a_resume(tmp_path):
     assert [seconds for _, seconds in read_elapsed(tmp_path)["val/reward"]] == [0.0, 30.0, 30.0, 60.0]
 
 
+def test_compare_names_the_missing_extra_when_matplotlib_is_not_installed(runs, tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_tool", REPO / "tools/compare.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails as if not installed
+    monkeypatch.setattr(sys, "argv", ["compare.py", *map(str, runs), "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main()
+    assert exit_info.value.code == 2
+    assert "pip install -e '.[tools]'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_run_without_test_results_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="run `rlgf test`"):
         load_run(tmp_path)

@@ -133,6 +133,29 @@ def test_export_round_trip_gives_the_checkpoint_policy_logprobs(tmp_path, toy_mo
         main(["export", "--ckpt_path", str(checkpoint), "--out", str(tmp_path / "adapter")])
 
 
+def test_an_export_folder_gets_the_modes_of_a_shared_folder(tmp_path):
+    """A temporary folder is 0700 and some writers make 0600 files; the export takes the umask's 0755 / 0644."""
+    import os
+    import stat
+    import tempfile
+
+    from rlgf_pl.export import shareable
+
+    previous = os.umask(0o022)
+    try:
+        folder = Path(tempfile.mkdtemp(dir=tmp_path))
+        (folder / "model.safetensors").write_bytes(b"x")
+        (folder / "model.safetensors").chmod(0o600)
+        (folder / "sub").mkdir(mode=0o700)
+        (folder / "sub" / "vocab.json").write_text("{}")
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        shareable(folder)
+    finally:
+        os.umask(previous)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in [folder, *folder.rglob("*")]}
+    assert modes == {folder.name: 0o755, "model.safetensors": 0o644, "sub": 0o755, "vocab.json": 0o644}
+
+
 @pytest.mark.slow
 def test_full_export_round_trip_is_exact(tmp_path, toy_model_dir):
     main(fast_fit_args(tmp_path / "run", toy_model_dir, epochs=1))

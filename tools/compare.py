@@ -98,6 +98,11 @@ def main() -> None:
     args = parser.parse_args()
     if not args.runs and not args.configs:
         parser.error("give run directories, or --configs to run")
+    try:  # checked first: no run is wasted on a missing plotter
+        import matplotlib  # noqa: F401
+    except ImportError:
+        parser.error("compare.py draws its plots with matplotlib, which is not installed: "
+                     "pip install -e '.[tools]' (or pip install matplotlib)")
     for config in args.configs:
         if not config.is_file():
             parser.error(f"config {config} does not exist")
