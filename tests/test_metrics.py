@@ -205,6 +205,46 @@ def test_semantic_similarity_matches_sentence_transformers():
     assert identical["semantic_cosine"] == pytest.approx(1.0, abs=1e-5)
 
 
+def test_the_default_sentence_model_loads_from_the_offline_copy_without_touching_the_network(monkeypatch):
+    """`rlgf test` on a machine with no network and no HF_HUB_OFFLINE spent about 70 s on hub retries before
+    using the installed copy; the copy now comes first, and no connection is attempted."""
+    import socket
+    import time
+
+    from rlgf_pl.metrics import semantic
+
+    attempts = []
+
+    def no_network(self, address, *args, **kwargs):
+        attempts.append(address)
+        raise OSError("network blocked by the test")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: no_network(None, args[0] if args else None))
+    import sentence_transformers
+
+    loaded, real = [], sentence_transformers.SentenceTransformer
+
+    def recording(name, *args, **kwargs):
+        loaded.append(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", recording)
+    semantic.sentence_encoder.cache_clear()
+    try:
+        started = time.perf_counter()
+        encoder = semantic.sentence_encoder(None)
+        elapsed = time.perf_counter() - started
+    finally:
+        semantic.sentence_encoder.cache_clear()
+    assert encoder.encode(["a great movie"]).shape == (1, 384)
+    assert loaded == [semantic.offline_model_path()], "the installed copy, and nothing from the hub first"
+    assert attempts == [], f"tried the network: {attempts}"
+    assert elapsed < 30, elapsed
+
+
 def test_semantic_similarity_without_any_model_says_how_to_fix(monkeypatch):
     from rlgf_pl.metrics import semantic
 
