@@ -88,7 +88,8 @@ class RLGFCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """Top-level `callbacks` join `trainer.callbacks`. Default logger: TensorBoard under
         `{default_root_dir}/{algorithm}/version_N`, so runs of different algorithms sharing one trainer config land
-        in separate folders."""
+        in separate folders; with `--ckpt_path` into such a folder (a resumed fit, a test), that same folder, and
+        the config is saved as `config.{fit,test}.yaml` beside the fit's `config.yaml`."""
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config.get("callbacks"):  # the top-level list joins the trainer's callbacks, which it does not replace
             own = config.trainer.callbacks
@@ -97,10 +98,13 @@ class RLGFCLI(LightningCLI):
         if config.trainer.logger in (None, True):
             algorithm = str(config.model.class_path).rsplit(".", 1)[-1].lower()
             root = config.trainer.default_root_dir or "runs"
-            config.trainer.logger = Namespace(
-                class_path="lightning.pytorch.loggers.TensorBoardLogger",
-                init_args=Namespace(save_dir=str(root), name=algorithm),
-            )
+            logger = Namespace(save_dir=str(root), name=algorithm)
+            run = run_folder_of(config.get("ckpt_path"), Path(root) / algorithm)
+            if run is not None:  # resume or test a run of this folder: its logs, results and TensorBoard stay one run
+                logger.version = run.name
+                if (run / "config.yaml").is_file():  # the fit's own config is kept as it was written
+                    self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config.{self.subcommand}.yaml"}
+            config.trainer.logger = Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger", init_args=logger)
 
 
 def _plain(value: Any) -> Any:
@@ -110,6 +114,19 @@ def _plain(value: Any) -> Any:
 @rank_zero_only
 def _say(line: str) -> None:
     print(line, file=sys.stderr)
+
+
+def run_folder_of(ckpt_path: str | None, runs_of_algorithm: Path) -> Path | None:
+    """The run folder (`{runs_of_algorithm}/version_K`) that holds checkpoint `ckpt_path` in its `checkpoints/`,
+    or None: no checkpoint, a keyword such as 'last', or a checkpoint from elsewhere (a run with another
+    default_root_dir starts its own folder)."""
+    if not ckpt_path or str(ckpt_path).split(":")[0] in LIGHTNING_CKPT_KEYWORDS:
+        return None
+    checkpoint = Path(ckpt_path).resolve()
+    run = checkpoint.parent.parent
+    if checkpoint.parent.name != "checkpoints" or run.parent != runs_of_algorithm.resolve() or not run.is_dir():
+        return None
+    return run
 
 
 def remove_unused_log_dir(trainer: Trainer) -> None:

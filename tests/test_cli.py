@@ -107,3 +107,20 @@ def test_a_class_path_resolves_modules_in_the_working_directory(tmp_path):
     completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "class_path: myrl_reward.MyReward" in completed.stdout
+
+
+@pytest.mark.slow
+def test_a_resumed_fit_and_a_test_stay_in_the_runs_own_folder_and_keep_its_config(tmp_path, toy_model_dir):
+    main(fast_fit_args(tmp_path, toy_model_dir, epochs=1))
+    (run,) = (tmp_path / "ppo").iterdir()
+    fit_config = (run / "config.yaml").read_bytes()
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    main([*fast_fit_args(tmp_path, toy_model_dir, epochs=2), f"--ckpt_path={checkpoint}"])
+    main(["test", "--config", str(REPO / "configs/toy/ppo.yaml"), f"--model.init_args.model={toy_model_dir}",
+          "--data.init_args.guide=null", f"--trainer.default_root_dir={tmp_path}",
+          "--trainer.enable_progress_bar=false", f"--ckpt_path={checkpoint}"])
+    assert [path.name for path in (tmp_path / "ppo").iterdir()] == [run.name], "no version_1"
+    assert (run / "config.yaml").read_bytes() == fit_config, "the fit's config is untouched"
+    assert (run / "config.fit.yaml").is_file() and (run / "config.test.yaml").is_file()
+    assert (run / "test_results.json").is_file()
+    assert len(per_epoch(read_scalars(run), "train/reward")) == 2, "both halves of the fit in one TensorBoard run"
