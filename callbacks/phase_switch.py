@@ -15,6 +15,7 @@ state, so a resumed run switches where the uninterrupted one would.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import Any, Literal
 
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -82,7 +83,7 @@ class D2LOLSSwitch(PhaseSwitch):
         return trainer.current_epoch >= self.switch_epoch
 
 
-class _ValidationRule(PhaseSwitch):
+class _ValidationRule(PhaseSwitch, ABC):
     """A rule that reads the metrics of each validation (the sanity check's are not the run's)."""
 
     def __init__(self, monitor: str) -> None:
@@ -99,8 +100,9 @@ class _ValidationRule(PhaseSwitch):
                               f"it logged {logged}.")
         self.after_validation(trainer, pl_module, float(value))
 
+    @abstractmethod
     def after_validation(self, trainer: Trainer, pl_module: LightningModule, value: float) -> None:
-        raise NotImplementedError
+        """Update the rule with this validation's `monitor` value; call `decide` when it says switch."""
 
 
 class GuideBaselineSwitch(_ValidationRule):

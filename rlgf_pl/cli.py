@@ -49,7 +49,7 @@ class RLGFCLI(LightningCLI):
         model directory) and raise a named error where it is not (another algorithm or weight layout)."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if not ckpt_path or str(ckpt_path).split(":")[0] in LIGHTNING_CKPT_KEYWORDS:
+        if not is_checkpoint_file(ckpt_path):
             return
         stored = dict(read_checkpoint(ckpt_path).get("hyper_parameters") or {})
         stored.pop("_instantiator", None)
@@ -116,11 +116,16 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr)
 
 
+def is_checkpoint_file(ckpt_path: str | None) -> bool:
+    """Whether `--ckpt_path` names a file, not nothing or one of Lightning's keywords ('last', 'best', ...)."""
+    return bool(ckpt_path) and str(ckpt_path).split(":")[0] not in LIGHTNING_CKPT_KEYWORDS
+
+
 def run_folder_of(ckpt_path: str | None, runs_of_algorithm: Path) -> Path | None:
     """The run folder (`{runs_of_algorithm}/version_K`) that holds checkpoint `ckpt_path` in its `checkpoints/`,
     or None: no checkpoint, a keyword such as 'last', or a checkpoint from elsewhere (a run with another
     default_root_dir starts its own folder)."""
-    if not ckpt_path or str(ckpt_path).split(":")[0] in LIGHTNING_CKPT_KEYWORDS:
+    if not is_checkpoint_file(ckpt_path):
         return None
     checkpoint = Path(ckpt_path).resolve()
     run = checkpoint.parent.parent

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlgf_pl.results import format_value, ordered_metrics, split_results
-from rlgf_pl.utils.tensorboard import per_epoch, read_elapsed, read_scalars
+from rlgf_pl.utils.tensorboard import per_epoch, read_scalars_and_elapsed
 
 GUIDE = "guide"
 
@@ -31,7 +31,7 @@ class RunRecord:
     results: dict[str, dict[str, float]]
     scalars: dict[str, list[tuple[int, float]]]
     elapsed: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-    """Per tag, the run's elapsed seconds at each logged value (`read_elapsed`)."""
+    """Per tag, the run's elapsed seconds at each logged value, in the order of `scalars`."""
 
 
 def load_run(directory: str | Path, label: str | None = None) -> RunRecord:
@@ -41,7 +41,7 @@ def load_run(directory: str | Path, label: str | None = None) -> RunRecord:
         raise FileNotFoundError(f"{results_file} does not exist: run `rlgf test` with this run's logger "
                                 f"directory (or compare.py's run mode) first.")
     results = split_results(json.loads(results_file.read_text()))
-    return RunRecord(label or directory.parent.name, directory, results, read_scalars(directory), read_elapsed(directory))
+    return RunRecord(label or directory.parent.name, directory, results, *read_scalars_and_elapsed(directory))
 
 
 def mean_std(values: Sequence[float]) -> str:

@@ -81,14 +81,16 @@ def test_sample_efficiency_puts_each_validation_at_the_learners_tokens_and_the_e
 
 
 def test_elapsed_time_leaves_out_the_pause_before_a_resume(tmp_path):
-    from rlgf_pl.utils.tensorboard import read_elapsed
+    from rlgf_pl.utils.tensorboard import read_scalars_and_elapsed
 
     for start, steps in ((1000.0, (0, 1)), (9000.0, (2, 3))):  # the run, then its resume two hours later
         writer = SummaryWriter(str(tmp_path), filename_suffix=f".{int(start)}")
         for index, step in enumerate(steps):
             writer.add_scalar("val/reward", 0.1 * step, step, walltime=start + 30.0 * index)
         writer.close()
-    assert [seconds for _, seconds in read_elapsed(tmp_path)["val/reward"]] == [0.0, 30.0, 30.0, 60.0]
+    values, elapsed = read_scalars_and_elapsed(tmp_path)
+    assert [seconds for _, seconds in elapsed["val/reward"]] == [0.0, 30.0, 30.0, 60.0]
+    assert [step for step, _ in elapsed["val/reward"]] == [step for step, _ in values["val/reward"]] == [0, 1, 2, 3]
 
 
 def test_compare_names_the_missing_extra_when_matplotlib_is_not_installed(runs, tmp_path, monkeypatch, capsys):
