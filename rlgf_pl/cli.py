@@ -3,7 +3,7 @@
     rlgf fit --config configs/toy/ppo.yaml
     rlgf test --config configs/toy/ppo.yaml --ckpt_path runs/.../last.ckpt
     rlgf zoo list | rlgf zoo build [NAME ...]
-    rlgf serve MODEL --port 8000   (an OpenAI-compatible server for a guide; see rlgf_pl/serving.py)
+    rlgf serve MODEL --port 8000   (an OpenAI-compatible server for a guide; see rlgf_pl/serving/)
     rlgf export --config configs/toy/ppo.yaml --ckpt_path .../last.ckpt --out DIR [--adapter-only]
 """
 

@@ -1,0 +1,23 @@
+"""`rlgf serve`: an OpenAI-compatible server over any local Hugging Face LM (causal or seq2seq), so a guide can
+run on another machine (or GPU) and be reached with `APIGuide`, or with the official `openai` client.
+
+    rlgf serve zoo:toy-guide --port 8000          # then base_url: http://HOST:8000/v1
+
+Endpoints: GET /v1/models, POST /v1/completions and /v1/chat/completions, with `stream` (server-sent events
+ending in `data: [DONE]`, and `stream_options.include_usage`), `n`, `max_tokens` (chat: also
+`max_completion_tokens`; unset, the rest of the context window), `temperature` (0: greedy), `top_p`, `stop`,
+`seed`, `logprobs` (completions: up to 5 alternatives; chat: `logprobs` with `top_logprobs` up to 20), `echo`,
+and vLLM's `top_k`. Every answer counts its `usage` in tokens. A field the server cannot honour, or one that is
+malformed, is a 400 in OpenAI's error shape naming it.
+
+Requests that arrive together are generated together (`engine.py`). A streamed answer is sent when its batch
+has finished generating: each choice's text arrives as one chunk, then its finish reason. Log-probs are the
+model's own (temperature 1, before top-k/top-p), computed by one extra forward pass over the choices that ask.
+"""
+
+from rlgf_pl.serving.engine import Choice, CompletionEngine, TokenLogprob
+from rlgf_pl.serving.requests import CompletionRequest, RequestError, parse_request
+from rlgf_pl.serving.server import CompletionServer, serve_main
+
+__all__ = ["Choice", "CompletionEngine", "CompletionRequest", "CompletionServer", "RequestError", "TokenLogprob",
+           "parse_request", "serve_main"]

@@ -1,0 +1,204 @@
+"""The generating side of `rlgf serve`: jobs that wait together are generated together.
+
+A worker thread takes every waiting job (up to `max_batch_size`) and runs one batched `generate` per group of
+equal sampling settings; a seeded request's choices form a group of their own, generated under its seed.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+import torch
+from torch import Tensor
+
+from rlgf_pl.policies.base import Policy
+from rlgf_pl.policies.context import context_window
+from rlgf_pl.policies.generation import GenerationSettings
+from rlgf_pl.serving.requests import CompletionRequest, RequestError
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One written token: its text, its log-prob under the model (temperature 1, before top-k/top-p), and the
+    most likely alternatives at its position, best first."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One generated continuation."""
+
+    text: str
+    finish_reason: str
+    """'stop' (an end token or a stop string) or 'length' (the token budget ran out)."""
+    prompt_tokens: int
+    completion_tokens: int
+    logprobs: tuple[TokenLogprob, ...] | None = None
+
+
+@dataclass
+class Job:
+    """One choice to generate: a prompt text, its token budget, and its request's settings."""
+
+    text: str
+    max_tokens: int
+    request: CompletionRequest
+    result: Future = field(default_factory=Future)
+
+    @property
+    def group(self) -> tuple:
+        """Jobs that can share one `generate`: same sampling and special tokens; a seeded request's jobs alone."""
+        r = self.request
+        return r.chat, r.temperature, r.top_p, r.top_k, id(r) if r.seed is not None else None
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
+    """`text` up to the first stop string (left out), and whether one was found."""
+    positions = [text.find(stop) for stop in stops if stop and stop in text]
+    return (text[: min(positions)], True) if positions else (text, False)
+
+
+class CompletionEngine:
+    """Generates choices for jobs, batching the jobs that wait together.
+
+    Args:
+        policy: The model, in eval mode on its device.
+        max_batch_size: Most jobs in one `generate`.
+        default_max_tokens: A chat request's budget when it sets none and the model has no fixed context
+            window (otherwise: the rest of the window, as vLLM does).
+    """
+
+    def __init__(self, policy: Policy, max_batch_size: int = 64, default_max_tokens: int = 512) -> None:
+        self.policy = policy
+        self.max_batch_size = max_batch_size
+        self.default_max_tokens = default_max_tokens
+        window = context_window(policy.model.config)
+        self.window = window[1] if window is not None and policy.kind == "causal" else None
+        self.tokenizer_lock = threading.Lock()
+        """Fast tokenizers are not safe across threads (padding settings are shared state)."""
+        self.jobs: queue.Queue[Job] = queue.Queue()
+        threading.Thread(target=self._work, daemon=True, name="rlgf-serve-generate").start()
+
+    # ---- admission (HTTP threads) ----------------------------------------------------------------
+    def jobs_for(self, request: CompletionRequest) -> list[Job]:
+        """The request's jobs, prompt-major (prompt 0's n choices first), each with its token budget; a
+        budget that does not fit the context window is a 400 naming both numbers."""
+        with self.tokenizer_lock:
+            lengths = [len(ids) for ids in self.policy.tokenizer(
+                list(request.texts), add_special_tokens=not request.chat)["input_ids"]]
+        jobs = []
+        for text, length in zip(request.texts, lengths):
+            budget = request.max_tokens
+            if self.window is not None:
+                room = self.window - length
+                if budget is None:
+                    budget = room
+                if room < 1 or budget > room:
+                    raise RequestError(HTTPStatus.BAD_REQUEST, (
+                        f"This model's maximum context length is {self.window} tokens. However, you requested "
+                        f"{length + (budget or 0)} tokens ({length} in the prompt, {budget} in the completion). "
+                        "Please reduce the length of the prompt or the completion."), "max_tokens")
+            jobs.extend(Job(text, budget or self.default_max_tokens, request) for _ in range(request.n))
+        return jobs
+
+    def submit(self, jobs: list[Job]) -> list[Choice]:
+        for job in jobs:
+            self.jobs.put(job)
+        return [job.result.result() for job in jobs]
+
+    # ---- generation (the worker thread) ----------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            batch = [self.jobs.get()]
+            while len(batch) < self.max_batch_size:
+                try:
+                    batch.append(self.jobs.get_nowait())
+                except queue.Empty:
+                    break
+            groups: dict[tuple, list[Job]] = {}
+            for job in batch:
+                groups.setdefault(job.group, []).append(job)
+            for jobs in groups.values():
+                try:
+                    for job, choice in zip(jobs, self.generate(jobs)):
+                        job.result.set_result(choice)
+                except Exception as error:  # noqa: BLE001 (answered as a 500, the server keeps serving)
+                    for job in jobs:
+                        if not job.result.done():
+                            job.result.set_exception(error)
+
+    @torch.no_grad()
+    def generate(self, jobs: list[Job]) -> list[Choice]:
+        """Each job's choice, in one batched generation."""
+        request, policy = jobs[0].request, self.policy
+        settings = GenerationSettings(max_new_tokens=max(job.max_tokens for job in jobs), top_k=request.top_k,
+                                      do_sample=request.temperature > 0, temperature=request.temperature or 1.0,
+                                      top_p=request.top_p)
+        with self.tokenizer_lock:
+            query = policy.encode_prompts([job.text for job in jobs], None, add_special_tokens=not request.chat)
+        with torch.random.fork_rng(devices=[policy.device] if policy.device.type == "cuda" else []):
+            if request.seed is not None:
+                torch.manual_seed(request.seed)
+            tokens, lengths = policy.generate(*query, settings)
+        kept = torch.minimum(lengths, torch.tensor([job.max_tokens for job in jobs], device=lengths.device))
+        last = tokens.gather(1, (kept - 1).clamp(min=0)[:, None]).squeeze(1)
+        ended = ((kept > 0) & torch.isin(last, torch.tensor(policy.eos_token_ids or [-1], device=last.device))).tolist()
+        context = policy.context_of(*query, tokens[:, :0], query[1][:, :0])
+        prompt_tokens = query[1].sum(1).tolist()
+        kept = kept.tolist()
+        with self.tokenizer_lock:
+            keep = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < torch.tensor(kept)[:, None]
+            texts = policy.decode_after(*query, tokens, keep.long())
+            pieces: dict[int, list[str]] = {}
+            for i, job in enumerate(jobs):
+                texts[i], stopped = cut_at_stop(texts[i], job.request.stop)
+                if stopped or job.request.logprobs is not None:
+                    pieces[i] = self._token_texts(context[0][i][context[1][i].bool()], tokens[i, : kept[i]])
+                if stopped:  # the tokens up to the first that reaches into the stop string
+                    kept[i] = next((k for k in range(1, kept[i] + 1) if len("".join(pieces[i][:k])) > len(texts[i])),
+                                   kept[i])
+                    ended[i] = True
+        wanted = [i for i, job in enumerate(jobs) if job.request.logprobs is not None]
+        scored = self._logprobs(query, tokens, kept, wanted, pieces, jobs) if wanted else {}
+        return [Choice(text, "stop" if done else "length", prompt, count, scored.get(i))
+                for i, (text, done, prompt, count) in enumerate(zip(texts, ended, prompt_tokens, kept))]
+
+    def _token_texts(self, context: Tensor, new: Tensor) -> list[str]:
+        """The text each new token adds where it follows its context (a leading space stays with its token)."""
+        ids = context.tolist() + new.tolist()
+        heads = self.policy.tokenizer.batch_decode([ids[: len(context) + k] for k in range(len(new) + 1)],
+                                                   skip_special_tokens=True)
+        return [after[len(before):] if after.startswith(before) else self.policy.tokenizer.decode([token])
+                for before, after, token in zip(heads, heads[1:], new.tolist())]
+
+    def _logprobs(self, query: tuple[Tensor, Tensor], tokens: Tensor, kept: list[int], rows: list[int],
+                  pieces: dict[int, list[str]], jobs: list[Job]) -> dict[int, tuple[TokenLogprob, ...]]:
+        """Per-token log-probs of the written tokens under the model (one forward pass over the rows asking)."""
+        index = torch.tensor(rows, device=tokens.device)
+        width = max(max(kept[i] for i in rows), 1)
+        ids = tokens[index, :width]
+        mask = (torch.arange(width, device=ids.device)[None, :] < torch.tensor([kept[i] for i in rows],
+                                                                               device=ids.device)[:, None]).long()
+        with self.policy._network():
+            logits = self.policy.response_logits(query[0][index], query[1][index], ids, mask)
+        logprobs = torch.log_softmax(logits.float(), -1)
+        chosen = logprobs.gather(2, ids[..., None]).squeeze(2).tolist()
+        most = max(jobs[i].request.logprobs for i in rows)
+        top_values, top_ids = logprobs.topk(most, -1) if most else (logprobs[..., :0], ids[..., None][..., :0])
+        out = {}
+        with self.tokenizer_lock:
+            for row, i in enumerate(rows):
+                k = jobs[i].request.logprobs
+                out[i] = tuple(
+                    TokenLogprob(pieces[i][t], chosen[row][t], tuple(
+                        (self.policy.tokenizer.decode([a]), v)
+                        for a, v in zip(top_ids[row, t, :k].tolist(), top_values[row, t, :k].tolist())))
+                    for t in range(kept[i]))
+        return out
