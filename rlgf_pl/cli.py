@@ -23,6 +23,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from rlgf_pl.algorithms.base import RLGFModule
 from rlgf_pl.checkpoints import LIGHTNING_CKPT_KEYWORDS, merge_stored_settings, read_checkpoint
+from rlgf_pl.config_errors import RLGFArgumentParser
 from rlgf_pl.data.datamodule import RolloutDataModule
 from rlgf_pl.errors import TRACEBACK_VARIABLE, UserInputError
 
@@ -157,6 +158,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> RLGFCLI:
         subclass_mode_model=True,
         subclass_mode_data=True,
         parser_kwargs={"parser_mode": "omegaconf"},
+        parser_class=RLGFArgumentParser,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
         args=args,
