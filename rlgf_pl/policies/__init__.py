@@ -7,7 +7,8 @@ from rlgf_pl.policies.critic import ValueModel
 from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.policies.guide import Guide
 from rlgf_pl.policies.loading import load_causal_lm, load_policy, load_tokenizer
+from rlgf_pl.policies.reference_guide import ReferenceGuide
 from rlgf_pl.policies.seq2seq import Seq2SeqPolicy
 
-__all__ = ["APIGuide", "CausalLMPolicy", "GenerationSettings", "Guide", "Policy", "Seq2SeqPolicy", "ValueModel",
+__all__ = ["APIGuide", "CausalLMPolicy", "GenerationSettings", "Guide", "Policy", "ReferenceGuide", "Seq2SeqPolicy", "ValueModel",
            "load_causal_lm", "load_policy", "load_tokenizer"]

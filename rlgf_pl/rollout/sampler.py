@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -82,7 +83,7 @@ class RolloutSampler:
         query_ids, query_mask = self.learner.encode_prompts(prompts, self.max_prompt_tokens)
         with evaluation_mode(self.learner), seeded_generation(seed, device):
             rollout = self._generate(query_ids, query_mask, plan, mix.to(device), uniform.to(device),
-                                     group_size if plan.shared_rollin else 1)
+                                     group_size if plan.shared_rollin else 1, references)
         response_ids, response_mask, learner_mask, guide_mask, switch_index = rollout
         return Rollout(
             query_ids=query_ids,
@@ -98,22 +99,26 @@ class RolloutSampler:
         )
 
     def _write_rows(self, writer: str, rows: Tensor, batch: int, query_ids: Tensor, query_mask: Tensor,
-                    prefix_ids: Tensor, prefix_mask: Tensor, budget: int) -> tuple[Tensor, Tensor]:
-        """`writer`'s continuation of the given rows, placed in a [batch, W] tensor (other rows empty)."""
+                    prefix_ids: Tensor, prefix_mask: Tensor, budget: int,
+                    references: list[list[str]] | None = None) -> tuple[Tensor, Tensor]:
+        """`writer`'s continuation of the given rows, placed in a [batch, W] tensor (other rows empty). A writer
+        that `needs_references` (ReferenceGuide's) also gets the rows' references."""
         device = query_ids.device
+        write = self.writers[writer].write
+        if getattr(self.writers[writer], "needs_references", False):
+            write = partial(write, references=[references[i] for i in rows.tolist()] if references else None)
         if rows.numel() == batch:
-            return self.writers[writer].write(query_ids, query_mask, prefix_ids, prefix_mask, budget)
+            return write(query_ids, query_mask, prefix_ids, prefix_mask, budget)
         ids = torch.full((batch, 1), self.learner.pad_token_id, dtype=torch.long, device=device)
         lengths = torch.zeros(batch, dtype=torch.long, device=device)
         if rows.numel():
-            tokens, written = self.writers[writer].write(query_ids[rows], query_mask[rows], prefix_ids[rows],
-                                                         prefix_mask[rows], budget)
+            tokens, written = write(query_ids[rows], query_mask[rows], prefix_ids[rows], prefix_mask[rows], budget)
             ids = torch.full((batch, tokens.shape[1]), self.learner.pad_token_id, dtype=torch.long, device=device)
             ids[rows], lengths[rows] = tokens, written
         return ids, lengths
 
     def _generate(self, query_ids: Tensor, query_mask: Tensor, plan: Plan, mix: Tensor, uniform: Tensor,
-                  group_size: int = 1):
+                  group_size: int = 1, references: list[list[str]] | None = None):
         budget = self.settings.max_new_tokens
         batch = query_ids.shape[0]
         device = query_ids.device
@@ -127,7 +132,7 @@ class RolloutSampler:
         if bool(writes_rollin.any()):
             rows = writes_rollin.nonzero().squeeze(-1)
             rollin_ids, rollin_lengths = self._write_rows(plan.rollin, rows, batch, query_ids, query_mask,
-                                                          *no_prefix(query_ids), budget)
+                                                          *no_prefix(query_ids), budget, references)
             rollin_ids, rollin_lengths = rollin_ids[leader_of], rollin_lengths[leader_of]  # the group's roll-in
         switch_index = sample_switch_index(mix & plan.mixes, rollin_lengths, uniform)
         positions = torch.arange(rollin_ids.shape[1], device=device)
@@ -138,7 +143,7 @@ class RolloutSampler:
         rollout_rows = (~keeps_rollin).nonzero().squeeze(-1)
         rollout_ids, rollout_lengths = self._write_rows(
             plan.rollout, rollout_rows, batch, query_ids, query_mask, prefix_ids, prefix_mask,
-            int(remaining[rollout_rows].max()) if rollout_rows.numel() else 1)
+            int(remaining[rollout_rows].max()) if rollout_rows.numel() else 1, references)
         rollout_lengths = torch.minimum(rollout_lengths, remaining)
         rollin_kept = torch.where(keeps_rollin, rollin_lengths, switch_index)
         prefix_keep = positions[None, :] < rollin_kept[:, None]
