@@ -169,3 +169,26 @@ def test_a_failed_build_leaves_the_cache_as_it_was(tmp_path, monkeypatch):
         registry.ensure_built("fake")
     zoo = tmp_path / "cache" / "zoo"
     assert not zoo.exists() or list(zoo.iterdir()) == [], "no staging directory and no half-built model"
+
+
+def test_each_offline_task_has_a_guide_ladder_of_three_guides_from_one_recipe(capsys):
+    import importlib.util
+
+    from rlgf_pl.zoo.imdb import build_imdb_tiny_guide
+    from rlgf_pl.zoo.ladder import GUIDE_LADDERS
+    from rlgf_pl.zoo.registry import ZOO
+
+    for task, ladder in GUIDE_LADDERS.items():
+        steps = [count for _, count in ladder]
+        assert steps == sorted(steps) and steps[0] == 0 and len([s for s in steps if s > 0]) >= 3, task
+        assert all(name in ZOO for name, _ in ladder)
+    rung = ZOO["imdb-tiny-guide-25"].build
+    assert rung.func is build_imdb_tiny_guide and rung.keywords == {"steps": 25}
+    spec = importlib.util.spec_from_file_location("guide_ladder", REPO / "tools/guide_ladder.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tool.main(["commands", "--task", "concepts", "--algorithms", "ppo", "d2lols", "--seeds", "0", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 + 2 * 5  # PPO once per seed; D2LOLS per seed on 4 zoo rungs and the reference
+    assert sum("ReferenceGuide" in line for line in lines) == 2
+    assert any("--data.init_args.guide.init_args.model=zoo:concepts-t5-guide-250" in line for line in lines)

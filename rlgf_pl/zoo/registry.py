@@ -72,7 +72,7 @@ def fixed_torch_threads(count: int) -> Iterator[None]:
 
 def _load_entries() -> None:
     # Importing the builders registers them; kept lazy so `import rlgf_pl` stays light.
-    from rlgf_pl.zoo import concepts, imdb, smollm2, toy  # noqa: F401
+    from rlgf_pl.zoo import concepts, imdb, ladder, smollm2, toy  # noqa: F401
 
 
 def built_version(directory: Path) -> int | None:
