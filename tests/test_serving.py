@@ -150,13 +150,14 @@ MALFORMED = [
     ("completions", {"prompt": "a", "stream": "yes"}, "stream"),
     ("completions", {"prompt": "a", "stream_options": {"include_usage": True}}, "stream_options"),
     ("completions", {"prompt": "a", "foo": 1}, "foo"),
+    ("completions", {"prompt": "a", "model": 5}, "model"),
 ]
 
 
 @pytest.mark.parametrize(("endpoint", "body", "param"), MALFORMED, ids=[f"{e}-{p}" for e, _, p in MALFORMED])
 def test_malformed_fields_get_a_400_in_openais_shape(served, endpoint, body, param):
     raw = http.client.HTTPConnection("127.0.0.1", served[1])
-    raw.request("POST", f"/v1/{endpoint.replace('chat', 'chat/completions')}", json.dumps({"model": "toy", **body}),
+    raw.request("POST", f"/v1/{endpoint.replace('chat', 'chat/completions')}", json.dumps({"model": "toy"} | body),
                 {"Content-Type": "application/json"})
     response = raw.getresponse()
     error = json.loads(response.read())["error"]

@@ -169,6 +169,8 @@ def parse_request(body: Any, chat: bool, served_name: str) -> CompletionRequest:
     if unknown:
         raise bad(unknown[0], f"Unrecognized request argument supplied: {unknown[0]}")
     model = body.get("model", served_name)
+    if not isinstance(model, str):
+        raise bad("model", f"'model' must be a string, got {model!r}.")
     if model != served_name:
         raise RequestError(HTTPStatus.NOT_FOUND, f"The model {model!r} does not exist here; this server serves "
                                                  f"{served_name!r}.", "model", "model_not_found")
