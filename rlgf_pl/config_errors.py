@@ -106,8 +106,7 @@ def _class_error(path: str, class_path: str, lines: list[str]) -> str | None:
         return f"{where}: {class_path} has no argument '{head}'.{hint}{listed}"
     if no_attribute:
         module, name = no_attribute.groups()
-        members = [n for n, v in vars(importlib.import_module(module)).items()
-                   if isinstance(v, type) and not n.startswith("_")] if _importable(module) else []
+        members = _class_names(module)
         hint = _did_you_mean(f"{module}.{m}" if (m := closest(name, members)) else None)
         return f"'{path}.class_path': {module} has no class '{name}'.{hint}"
     if no_module:
@@ -117,12 +116,13 @@ def _class_error(path: str, class_path: str, lines: list[str]) -> str | None:
     return None
 
 
-def _importable(module: str) -> bool:
+def _class_names(module: str) -> list[str]:
+    """The public classes of `module` (none when it does not import)."""
     try:
-        importlib.import_module(module)
-    except Exception:  # noqa: BLE001
-        return False
-    return True
+        members = vars(importlib.import_module(module))
+    except Exception:  # noqa: BLE001 (no suggestion then)
+        return []
+    return [name for name, value in members.items() if isinstance(value, type) and not name.startswith("_")]
 
 
 def explain(message: str, parser: Any = None) -> str:

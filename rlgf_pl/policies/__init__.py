@@ -10,5 +10,5 @@ from rlgf_pl.policies.loading import load_causal_lm, load_policy, load_tokenizer
 from rlgf_pl.policies.reference_guide import ReferenceGuide
 from rlgf_pl.policies.seq2seq import Seq2SeqPolicy
 
-__all__ = ["APIGuide", "CausalLMPolicy", "GenerationSettings", "Guide", "Policy", "ReferenceGuide", "Seq2SeqPolicy", "ValueModel",
-           "load_causal_lm", "load_policy", "load_tokenizer"]
+__all__ = ["APIGuide", "CausalLMPolicy", "GenerationSettings", "Guide", "Policy", "ReferenceGuide", "Seq2SeqPolicy",
+           "ValueModel", "load_causal_lm", "load_policy", "load_tokenizer"]

@@ -161,19 +161,22 @@ class TextWriter(ABC):
         contexts = [prompt + prefix for prompt, prefix in zip(prompts, prefixes)]
         new_ids, new_mask = learner.encode_responses(contexts, continuations, max_new_tokens)
         device = query_ids.device
-        return self._close(new_ids.to(device), new_mask.sum(-1).to(device), ended.to(device), max_new_tokens)
+        return close_ended_rows(learner, new_ids.to(device), new_mask.sum(-1).to(device), ended.to(device),
+                                max_new_tokens)
 
-    def _close(self, ids: Tensor, lengths: Tensor, ended: Tensor, max_new_tokens: int) -> tuple[Tensor, Tensor]:
-        """Write the learner's end token after each row whose guide text ended, where the budget allows."""
-        eos = self.learner.eos_token_id
-        if eos is not None:
-            closes = ended & (lengths < max_new_tokens)
-            ids = torch.nn.functional.pad(ids, (0, 1), value=self.learner.pad_token_id)
-            rows = closes.nonzero().squeeze(-1)
-            ids[rows, lengths[rows]] = eos
-            lengths = lengths + closes.long()
-        width = max(1, int(lengths.max()) if lengths.numel() else 1)
-        return ids[:, :width], lengths
+
+def close_ended_rows(learner: Policy, ids: Tensor, lengths: Tensor, ended: Tensor,
+                     max_new_tokens: int) -> tuple[Tensor, Tensor]:
+    """Write the learner's end token after each row whose text ended, where the budget allows. -> ids, lengths."""
+    eos = learner.eos_token_id
+    if eos is not None:
+        closes = ended & (lengths < max_new_tokens)
+        ids = torch.nn.functional.pad(ids, (0, 1), value=learner.pad_token_id)
+        rows = closes.nonzero().squeeze(-1)
+        ids[rows, lengths[rows]] = eos
+        lengths = lengths + closes.long()
+    width = max(1, int(lengths.max()) if lengths.numel() else 1)
+    return ids[:, :width], lengths
 
 
 class TextBridgeWriter(TextWriter):

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from rlgf_pl.policies.base import Policy
-from rlgf_pl.policies.guide import GuideBase, TextWriter
+from rlgf_pl.policies.guide import GuideBase, close_ended_rows
 from rlgf_pl.utils.text import joined_reference
 
 
@@ -30,14 +30,14 @@ class ReferenceGuide(GuideBase):
         return ReferenceWriter(learner)
 
 
-class ReferenceWriter(TextWriter):
+class ReferenceWriter:
     """Writes the reference's learner tokens after each row's prefix. `needs_references`: the sampler passes
     each row's references to `write`."""
 
     needs_references = True
 
-    def continue_texts(self, prompts: list[str], prefixes: list[str], max_new_tokens: int) -> tuple[list[str], Tensor]:
-        raise TypeError("ReferenceWriter writes tokens from references: call write(..., references=...).")
+    def __init__(self, learner: Policy) -> None:
+        self.learner = learner
 
     def write(self, query_ids: Tensor, query_mask: Tensor, prefix_ids: Tensor, prefix_mask: Tensor,
               max_new_tokens: int, references: list[list[str]] | None = None) -> tuple[Tensor, Tensor]:
@@ -56,4 +56,4 @@ class ReferenceWriter(TextWriter):
         ids = reference_ids.gather(1, positions.clamp(max=reference_ids.shape[1] - 1))
         keep = torch.arange(max_new_tokens, device=device)[None, :] < lengths[:, None]
         ids = ids.masked_fill(~keep, learner.pad_token_id)
-        return self._close(ids, lengths, total - start <= max_new_tokens, max_new_tokens)
+        return close_ended_rows(learner, ids, lengths, total - start <= max_new_tokens, max_new_tokens)

@@ -11,6 +11,7 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from itertools import accumulate
 
 import torch
 from torch import Tensor
@@ -152,9 +153,9 @@ class CompletionEngine:
         ended = ((kept > 0) & torch.isin(last, torch.tensor(policy.eos_token_ids or [-1], device=last.device))).tolist()
         context = policy.context_of(*query, tokens[:, :0], query[1][:, :0])
         prompt_tokens = query[1].sum(1).tolist()
+        keep = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < kept[:, None]
         kept = kept.tolist()
         with self.tokenizer_lock:
-            keep = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < torch.tensor(kept)[:, None]
             texts = policy.decode_after(*query, tokens, keep.long())
             pieces: dict[int, list[str]] = {}
             for i, job in enumerate(jobs):
@@ -162,8 +163,8 @@ class CompletionEngine:
                 if stopped or job.request.logprobs is not None:
                     pieces[i] = self._token_texts(context[0][i][context[1][i].bool()], tokens[i, : kept[i]])
                 if stopped:  # the tokens up to the first that reaches into the stop string
-                    kept[i] = next((k for k in range(1, kept[i] + 1) if len("".join(pieces[i][:k])) > len(texts[i])),
-                                   kept[i])
+                    ends = accumulate(len(piece) for piece in pieces[i])
+                    kept[i] = next((k for k, end in enumerate(ends, 1) if end > len(texts[i])), kept[i])
                     ended[i] = True
         wanted = [i for i, job in enumerate(jobs) if job.request.logprobs is not None]
         scored = self._logprobs(query, tokens, kept, wanted, pieces, jobs) if wanted else {}
