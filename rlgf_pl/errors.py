@@ -41,3 +41,11 @@ class GuideServerError(UserInputError, ConnectionError):
 
 class GuideResponseError(UserInputError, ValueError):
     """A guide's server answered with something that is not an OpenAI-style completion."""
+
+
+class WeightSyncError(UserInputError, ConnectionError):
+    """The rollout server did not take the learner's new weights (or could not be reached to send them)."""
+
+
+class StaleWeightsError(UserInputError, RuntimeError):
+    """A rollout came back generated with weights other than the learner's current ones."""

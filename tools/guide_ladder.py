@@ -35,13 +35,14 @@ def guide_args(rung: str) -> list[str]:
     return [f"--data.init_args.guide.init_args.model=zoo:{rung}"]
 
 
-def strength(task: str, rung: str) -> dict[str, float]:
-    """The learner's and the rung's validation reward on the task's validation prompts."""
+def strength(task: str, rung: str, extra: list[str] = ()) -> dict[str, float]:
+    """The learner's and the rung's validation reward on the task's validation prompts (`extra`: more flags
+    for the task's config, e.g. a study's smaller validation set)."""
     from rlgf_pl.cli import build_cli
 
     with tempfile.TemporaryDirectory() as root:
         cli = build_cli(["--config", str(REPO / f"configs/{task}/ppo.yaml"), f"--trainer.default_root_dir={root}",
-                         "--trainer.enable_progress_bar=false", "--trainer.logger=false", *guide_args(rung)],
+                         "--trainer.enable_progress_bar=false", "--trainer.logger=false", *guide_args(rung), *extra],
                         run=False)
         cli.model.evaluate_guide_in_next_validation = True
         (metrics,) = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)

@@ -22,6 +22,8 @@ from rlgf_pl.algorithms.optimization import Optimization
 from rlgf_pl.algorithms.preparation import RolloutPreparation
 from rlgf_pl.algorithms.safeguards import Safeguards
 from rlgf_pl.algorithms.sharding import full_parameters, prepare_strategy, shards_parameters
+from rlgf_pl.engines.base import RolloutEngine
+from rlgf_pl.engines.hf import HFEngine
 from rlgf_pl.errors import ConfigError
 from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.critic import ValueModel
@@ -86,6 +88,10 @@ class RLGFModule(RolloutPreparation, CheckpointState, Safeguards, EvaluationStep
         lora: LoRA adapters (peft) instead of full fine-tuning: `{r, alpha, dropout, target_modules}`. The
             learner's adapters, the value head and the adapters of a critic's own trunk train; the reference is
             the learner with its adapters disabled; checkpoints hold only what trains. Null trains every weight.
+        engine: What generates the learner's training rollouts: null or `rlgf_pl.engines.HFEngine` (in-process
+            `generate`), or `rlgf_pl.engines.ServedEngine` (a server that gets the learner's weights before each
+            epoch's rollouts). Evaluation always generates in-process. Not a hyperparameter: a resumed run may
+            change it.
     """
 
     def __init__(
@@ -116,10 +122,12 @@ class RLGFModule(RolloutPreparation, CheckpointState, Safeguards, EvaluationStep
         score_scaling: ScoreScaling | None = None,
         score_clip: float | None = None,
         lora: LoraSettings | None = None,
+        engine: RolloutEngine | None = None,
     ) -> None:
         super().__init__()
         lora = as_lora_settings(lora)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["engine"])
+        self.engine = engine if engine is not None else HFEngine()
         self.hparams.lora = None if lora is None else asdict(lora)  # plain data in checkpoints (weights_only loads)
         self.lora = lora
         if lr_schedule not in ("linear", "constant"):
@@ -213,10 +221,12 @@ class RLGFModule(RolloutPreparation, CheckpointState, Safeguards, EvaluationStep
         return self.critic
 
     # ---- rollouts -> PPO batch ------------------------------------------------------------
-    def sampler(self, settings: GenerationSettings, environment: RolloutDataModule | None = None) -> RolloutSampler:
-        """A sampler for the learner and the environment's guide, with the given decoding settings."""
+    def sampler(self, settings: GenerationSettings, environment: RolloutDataModule | None = None,
+                engine: RolloutEngine | None = None) -> RolloutSampler:
+        """A sampler for the learner and the environment's guide, with the given decoding settings; the learner
+        writes through `engine` (default: in-process `generate`)."""
         environment = self.environment if environment is None else environment
-        return RolloutSampler(self.policy, settings, environment.guide, environment.max_prompt_tokens)
+        return RolloutSampler(self.policy, settings, environment.guide, environment.max_prompt_tokens, engine)
 
     def on_train_epoch_start(self) -> None:
         """Collect this epoch's rollouts with the policy as it stands (PPO's pi_old), under the trainer's

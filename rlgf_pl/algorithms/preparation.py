@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from rlgf_pl.engines.hf import HFEngine
 from rlgf_pl.rollout.advantages import generalized_advantages, kl_shaped_rewards, whiten
 from rlgf_pl.rollout.containers import Advantages, PPOBatch, Rollout, RolloutForward
 from rlgf_pl.rollout.sampler import evaluation_mode
@@ -38,7 +39,8 @@ class RolloutPreparation:
         group_size = self.samples_per_prompt
         # without groups, call it as before, so environments written for the one-argument form keep working
         prompts, references = environment.next_prompts(group_size) if group_size > 1 else environment.next_prompts()
-        sampler = self.sampler(environment.generation, environment)
+        sync_seconds = self._sync_engine()
+        sampler = self.sampler(environment.generation, environment, self.engine)
         chunk = environment.generation_batch_size or len(prompts)
         rollouts = [sampler.sample(prompts[start : start + chunk], references[start : start + chunk], self.plan,
                                    environment.generator, group_size) for start in range(0, len(prompts), chunk)]
@@ -51,11 +53,24 @@ class RolloutPreparation:
                 if callable(hook):
                     hook(self.trainer, self, rollout, scores)
         batch = self.prepare(rollout, scores, environment)
+        if sync_seconds:
+            self._rollout_stats["train/engine_sync_s"] = torch.tensor(sync_seconds)
         if self.hparams.sft_coef > 0:
             batch.target_ids, batch.target_mask = reference_targets(
                 self.policy, rollout.prompts, rollout.references, environment.generation.max_new_tokens,
                 environment.generator)
         return batch
+
+    def _sync_engine(self) -> float:
+        """Bring the rollout engine to the learner's weights (its version: the optimizer steps so far); the
+        seconds it took. Under several processes rank 0 sends them and the others wait before they generate."""
+        if isinstance(self.engine, HFEngine):
+            return 0.0
+        trainer = self._trainer
+        seconds = self.engine.sync(self.policy, self.global_step, send=trainer is None or trainer.is_global_zero)
+        if trainer is not None and trainer.world_size > 1:
+            trainer.strategy.barrier("rollout engine weight sync")
+        return seconds
 
     @torch.no_grad()
     def prepare(self, rollout: Rollout, scores: Tensor, environment: RolloutDataModule | None = None) -> PPOBatch:

@@ -18,6 +18,10 @@ class Safeguards:
 
     def on_fit_start(self) -> None:
         self.check_context_lengths("fit")
+        self.engine.setup(self.policy)
+
+    def on_fit_end(self) -> None:
+        self.engine.close()
 
     def on_validation_start(self) -> None:
         if self.trainer.state.fn == "validate":

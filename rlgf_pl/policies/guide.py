@@ -8,6 +8,8 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
+from rlgf_pl.engines.base import RolloutEngine
+from rlgf_pl.engines.hf import HFEngine
 from rlgf_pl.errors import ConfigError
 from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.generation import GenerationSettings
@@ -111,11 +113,13 @@ class Guide(GuideBase):
 
 
 class TokenWriter:
-    """Continues trajectories with a policy that shares the learner's vocabulary."""
+    """Continues trajectories with a policy that shares the learner's vocabulary, through a rollout engine
+    (in-process `generate` by default; the learner's may be a served one)."""
 
-    def __init__(self, policy: Policy, settings: GenerationSettings) -> None:
+    def __init__(self, policy: Policy, settings: GenerationSettings, engine: RolloutEngine | None = None) -> None:
         self.policy = policy
         self.settings = settings
+        self.engine = engine if engine is not None else HFEngine()
 
     def write(self, query_ids: Tensor, query_mask: Tensor, prefix_ids: Tensor, prefix_mask: Tensor,
               max_new_tokens: int) -> tuple[Tensor, Tensor]:
@@ -125,8 +129,8 @@ class TokenWriter:
             new learner tokens [B, T] padded after each end, and lengths [B].
         """
         with torch.no_grad():
-            return self.policy.generate(query_ids, query_mask, with_budget(self.settings, max_new_tokens), prefix_ids,
-                                        prefix_mask)
+            return self.engine.generate(self.policy, query_ids, query_mask, with_budget(self.settings, max_new_tokens),
+                                        prefix_ids, prefix_mask)
 
 
 def with_budget(settings: GenerationSettings, max_new_tokens: int) -> GenerationSettings:

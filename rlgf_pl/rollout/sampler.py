@@ -8,6 +8,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
+from rlgf_pl.engines.base import RolloutEngine
 from rlgf_pl.errors import ConfigError
 from rlgf_pl.policies.base import Policy, no_prefix
 from rlgf_pl.policies.generation import GenerationSettings
@@ -51,6 +52,7 @@ class RolloutSampler:
         settings: The learner's decoding settings (its `max_new_tokens` bounds every trajectory).
         guide: The frozen guide, or None for plans that do not use one.
         max_prompt_tokens: Prompts longer than this are cut from the left.
+        engine: What writes the learner's tokens (default: in-process `generate`, `HFEngine`).
     """
 
     def __init__(
@@ -59,11 +61,12 @@ class RolloutSampler:
         settings: GenerationSettings,
         guide: GuideBase | None = None,
         max_prompt_tokens: int = 64,
+        engine: RolloutEngine | None = None,
     ) -> None:
         self.learner = learner
         self.settings = settings
         self.max_prompt_tokens = max_prompt_tokens
-        self.writers: dict[str, TokenWriter | TextWriter] = {"learner": TokenWriter(learner, settings)}
+        self.writers: dict[str, TokenWriter | TextWriter] = {"learner": TokenWriter(learner, settings, engine)}
         if guide is not None:
             self.writers["guide"] = guide.writer(learner)
 

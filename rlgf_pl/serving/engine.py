@@ -2,6 +2,10 @@
 
 A worker thread takes every waiting job (up to `max_batch_size`) and runs one batched `generate` per group of
 equal sampling settings; a seeded request's choices form a group of their own, generated under its seed.
+
+The weights can change between two generations, never during one: `load_weights` (the full state dict) and
+`load_adapter` (LoRA adapters, served under their own name beside the base model) wait for the running
+generation, and each choice records the weights' version it was generated with.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from itertools import accumulate
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -19,6 +24,8 @@ from torch import Tensor
 from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.context import context_window
 from rlgf_pl.policies.generation import GenerationSettings
+from rlgf_pl.engines.weights import load_adapters, load_full_weights
+from rlgf_pl.policies.lora import has_adapters
 from rlgf_pl.serving.requests import CompletionRequest, RequestError
 
 
@@ -42,22 +49,28 @@ class Choice:
     prompt_tokens: int
     completion_tokens: int
     logprobs: tuple[TokenLogprob, ...] | None = None
+    token_ids: tuple[int, ...] = ()
+    weight_version: str | None = None
+    """The version of the weights that wrote it (None: the weights the server started with)."""
 
 
 @dataclass
 class Job:
-    """One choice to generate: a prompt text, its token budget, and its request's settings."""
+    """One choice to generate: a prompt (text, or token ids), its token budget, and its request's settings."""
 
     text: str
     max_tokens: int
     request: CompletionRequest
+    ids: tuple[int, ...] | None = None
     result: Future = field(default_factory=Future)
 
     @property
     def group(self) -> tuple:
-        """Jobs that can share one `generate`: same sampling and special tokens; a seeded request's jobs alone."""
+        """Jobs that can share one `generate`: same model, sampling and special tokens, and token-id prompts or
+        text; a seeded request's jobs alone."""
         r = self.request
-        return r.chat, r.temperature, r.top_p, r.top_k, id(r) if r.seed is not None else None
+        return (r.model, r.chat, r.temperature, r.top_p, r.top_k, r.min_tokens, self.ids is None,
+                id(r) if r.seed is not None else None)
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
@@ -84,6 +97,11 @@ class CompletionEngine:
         self.window = window[1] if window is not None and policy.kind == "causal" else None
         self.tokenizer_lock = threading.Lock()
         """Fast tokenizers are not safe across threads (padding settings are shared state)."""
+        self.weights_lock = threading.Lock()
+        """Held by a generation, and by a weight update: the weights never change under a running generation."""
+        self.weight_version: str | None = None
+        self.adapter: str | None = None
+        """The name the loaded LoRA adapter is served under (None: no adapter loaded)."""
         self.jobs: queue.Queue[Job] = queue.Queue()
         threading.Thread(target=self._work, daemon=True, name="rlgf-serve-generate").start()
 
@@ -91,11 +109,19 @@ class CompletionEngine:
     def jobs_for(self, request: CompletionRequest) -> list[Job]:
         """The request's jobs, prompt-major (prompt 0's n choices first), each with its token budget; a
         budget that does not fit the context window is a 400 naming both numbers."""
-        with self.tokenizer_lock:
-            lengths = [len(ids) for ids in self.policy.tokenizer(
-                list(request.texts), add_special_tokens=not request.chat)["input_ids"]]
+        if request.token_prompts:
+            lengths = [len(ids) for ids in request.token_prompts]
+        else:
+            with self.tokenizer_lock:
+                lengths = [len(ids) for ids in self.policy.tokenizer(
+                    list(request.texts), add_special_tokens=not request.chat)["input_ids"]]
+        vocabulary = len(self.policy.tokenizer)
+        if any(max(ids) >= vocabulary for ids in request.token_prompts):
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"A token-id prompt holds an id outside the vocabulary of "
+                                                       f"{vocabulary} tokens.", "prompt")
+        ids_of = request.token_prompts or (None,) * len(request.texts)
         jobs = []
-        for text, length in zip(request.texts, lengths):
+        for text, ids, length in zip(request.texts, ids_of, lengths):
             budget = request.max_tokens
             if self.window is not None:
                 room = self.window - length
@@ -106,8 +132,32 @@ class CompletionEngine:
                         f"This model's maximum context length is {self.window} tokens. However, you requested "
                         f"{length + (budget or 0)} tokens ({length} in the prompt, {budget} in the completion). "
                         "Please reduce the length of the prompt or the completion."), "max_tokens")
-            jobs.extend(Job(text, budget or self.default_max_tokens, request) for _ in range(request.n))
+            jobs.extend(Job(text, budget or self.default_max_tokens, request, ids) for _ in range(request.n))
         return jobs
+
+    # ---- weights (HTTP threads) ------------------------------------------------------------------
+    def load_weights(self, folder: str | Path, version: str) -> None:
+        """The full state dict written by the trainer (`rlgf_pl.engines.weights`), as weights of `version`."""
+        with self.weights_lock:
+            load_full_weights(self.policy.model, Path(folder))
+            self.weight_version = version
+
+    def load_adapter(self, name: str, folder: str | Path) -> None:
+        """LoRA adapters (peft's format), served as `name`; they replace the adapter loaded before."""
+        with self.weights_lock:
+            load_adapters(self.policy.model, Path(folder))
+            self.adapter = name
+
+    def unload_adapter(self, name: str) -> bool:
+        """Stop serving the adapter `name`. False when no adapter of that name is loaded."""
+        with self.weights_lock:
+            if name != self.adapter:
+                return False
+            self.adapter = None
+            return True
+
+    def served_adapters(self) -> tuple[str, ...]:
+        return (self.adapter,) if self.adapter else ()
 
     def submit(self, jobs: list[Job]) -> list[Choice]:
         for job in jobs:
@@ -135,15 +185,23 @@ class CompletionEngine:
                         if not job.result.done():
                             job.result.set_exception(error)
 
-    @torch.no_grad()
     def generate(self, jobs: list[Job]) -> list[Choice]:
-        """Each job's choice, in one batched generation."""
+        """Each job's choice, in one batched generation, on weights that stay put until it is done."""
+        with self.weights_lock:
+            return self._generate(jobs, self.weight_version)
+
+    @torch.no_grad()
+    def _generate(self, jobs: list[Job], version: str | None) -> list[Choice]:
         request, policy = jobs[0].request, self.policy
-        settings = GenerationSettings(max_new_tokens=max(job.max_tokens for job in jobs), top_k=request.top_k,
-                                      do_sample=request.temperature > 0, temperature=request.temperature or 1.0,
-                                      top_p=request.top_p)
+        budget = max(job.max_tokens for job in jobs)
+        settings = GenerationSettings(max_new_tokens=budget, top_k=request.top_k, do_sample=request.temperature > 0,
+                                      temperature=request.temperature or 1.0, top_p=request.top_p,
+                                      min_new_tokens=min(request.min_tokens, budget))
         with self.tokenizer_lock:
-            query = policy.encode_prompts([job.text for job in jobs], None, add_special_tokens=not request.chat)
+            query = (self._padded([job.ids for job in jobs]) if jobs[0].ids is not None else
+                     policy.encode_prompts([job.text for job in jobs], None, add_special_tokens=not request.chat))
+        if has_adapters(policy.model):  # the base model's name runs with the adapters off
+            policy.adapters_off = request.model != self.adapter
         with torch.random.fork_rng(devices=[policy.device] if policy.device.type == "cuda" else []):
             if request.seed is not None:
                 torch.manual_seed(request.seed)
@@ -168,8 +226,15 @@ class CompletionEngine:
                     ended[i] = True
         wanted = [i for i, job in enumerate(jobs) if job.request.logprobs is not None]
         scored = self._logprobs(query, tokens, kept, wanted, pieces, jobs) if wanted else {}
-        return [Choice(text, "stop" if done else "length", prompt, count, scored.get(i))
-                for i, (text, done, prompt, count) in enumerate(zip(texts, ended, prompt_tokens, kept))]
+        return [Choice(text, "stop" if done else "length", prompt, count, scored.get(i),
+                       tuple(tokens[i, :count].tolist()) if job.request.return_token_ids else (), version)
+                for i, (job, text, done, prompt, count) in enumerate(zip(jobs, texts, ended, prompt_tokens, kept))]
+
+    def _padded(self, rows: list[tuple[int, ...]]) -> tuple[Tensor, Tensor]:
+        """Token-id prompts as a query on the policy's padding side."""
+        padded = self.policy.tokenizer.pad({"input_ids": [list(ids) for ids in rows]}, padding=True,
+                                           padding_side=self.policy.query_padding_side, return_tensors="pt")
+        return padded["input_ids"].long().to(self.policy.device), padded["attention_mask"].long().to(self.policy.device)
 
     def _token_texts(self, context: Tensor, new: Tensor) -> list[str]:
         """The text each new token adds where it follows its context (a leading space stays with its token)."""

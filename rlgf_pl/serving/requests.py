@@ -2,8 +2,9 @@
 
 Every field OpenAI defines for /v1/completions and /v1/chat/completions is either honoured or refused with a
 400 that names it; a field OpenAI does not define is refused as OpenAI refuses it ("Unrecognized request
-argument supplied"), except the vLLM extensions this server honours (`top_k`, `continue_final_message`,
-`add_generation_prompt`).
+argument supplied"), except the vLLM extensions this server honours (`top_k`, `min_tokens`, `return_token_ids`,
+`continue_final_message`, `add_generation_prompt`). A completion prompt may be token ids (a list of integers, or a
+list of such lists), as vLLM takes them: the served engine's rollouts come that way.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-MAX_CHOICES = 128
+MAX_CHOICES = 1024
 """Most choices (`n` times the prompts) one request may ask for."""
 
 _COMMON = {"model", "max_tokens", "temperature", "top_p", "n", "stream", "stream_options", "stop", "seed", "user",
-           "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_k"}
+           "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_k", "min_tokens", "return_token_ids"}
 COMPLETION_FIELDS = _COMMON | {"prompt", "echo", "best_of", "suffix"}
 CHAT_FIELDS = _COMMON | {"messages", "max_completion_tokens", "top_logprobs", "response_format", "tools",
                          "tool_choice", "parallel_tool_calls", "store", "metadata", "continue_final_message",
@@ -48,7 +49,9 @@ class CompletionRequest:
     """One request, valid by construction.
 
     Attributes:
-        texts: The prompt texts (a chat request's conversation rendered through the chat template).
+        texts: The prompt texts (a chat request's conversation rendered through the chat template); empty
+            strings for token-id prompts.
+        model: The served name asked for (the base model's, or a loaded LoRA adapter's).
         chat: True for /v1/chat/completions (the text already spells out its special tokens).
         n: Choices per prompt.
         max_tokens: Most new tokens per choice; None: as many as the context holds.
@@ -60,10 +63,14 @@ class CompletionRequest:
         include_usage: Streaming: end with a chunk that carries `usage`.
         logprobs: None for no log-probs, else how many alternatives each token lists (0: only the chosen).
         echo: Completions: the prompt leads each choice's text.
+        token_prompts: Completions: prompts given as token ids (then `texts` holds empty strings).
+        min_tokens: Fewest new tokens before an end token may stop a choice (vLLM's extension).
+        return_token_ids: Each choice lists its token ids (`token_ids`, vLLM's extension).
     """
 
     texts: tuple[str, ...]
     chat: bool
+    model: str = ""
     n: int = 1
     max_tokens: int | None = 16
     temperature: float = 1.0
@@ -75,6 +82,9 @@ class CompletionRequest:
     include_usage: bool = False
     logprobs: int | None = None
     echo: bool = False
+    token_prompts: tuple[tuple[int, ...], ...] = ()
+    min_tokens: int = 0
+    return_token_ids: bool = False
 
 
 def _integer(body: dict, name: str, default: int | None, low: int, high: int) -> int | None:
@@ -118,13 +128,23 @@ def _unsupported(body: dict, name: str, neutral: tuple = (None,), what: str = ""
         raise bad(name, f"'{name}' is not supported by rlgf serve{what}; leave it out.")
 
 
-def _prompts(body: dict) -> tuple[str, ...]:
+def _token_ids(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value)
+
+
+def _prompts(body: dict) -> tuple[tuple[str, ...], tuple[tuple[int, ...], ...]]:
+    """The prompt texts, or the token-id prompts (with empty texts)."""
     prompt = body.get("prompt")
+    if _token_ids(prompt):
+        prompt = [prompt]
+    if isinstance(prompt, list) and prompt and all(_token_ids(p) for p in prompt):
+        return ("",) * len(prompt), tuple(tuple(p) for p in prompt)
     prompts = [prompt] if isinstance(prompt, str) else prompt
     if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
-        raise bad("prompt", "'prompt' must be a string or a non-empty list of strings (token-id prompts are not "
-                            f"supported), got {prompt!r}.")
-    return tuple(prompts)
+        raise bad("prompt", "'prompt' must be a string, a non-empty list of strings, a list of token ids or a "
+                            f"list of such lists, got {str(prompt)[:200]}.")
+    return tuple(prompts), ()
 
 
 def message_text(content: Any, where: str) -> str:
@@ -159,9 +179,10 @@ def chat_messages(body: dict) -> list[dict[str, str]]:
     return turns
 
 
-def parse_request(body: Any, chat: bool, served_name: str) -> CompletionRequest:
+def parse_request(body: Any, chat: bool, served_name: str, adapters: tuple[str, ...] = ()) -> CompletionRequest:
     """Check a request body. A chat request comes back with no texts yet: its conversation (`chat_messages`)
-    is rendered with the model's chat template by the server."""
+    is rendered with the model's chat template by the server. `adapters`: the names of loaded LoRA adapters,
+    which a request may ask for as its model."""
     if not isinstance(body, dict):
         raise RequestError(HTTPStatus.BAD_REQUEST, "The request body must be a JSON object.")
     known = CHAT_FIELDS if chat else COMPLETION_FIELDS
@@ -171,9 +192,10 @@ def parse_request(body: Any, chat: bool, served_name: str) -> CompletionRequest:
     model = body.get("model", served_name)
     if not isinstance(model, str):
         raise bad("model", f"'model' must be a string, got {model!r}.")
-    if model != served_name:
+    if model != served_name and model not in adapters:
         raise RequestError(HTTPStatus.NOT_FOUND, f"The model {model!r} does not exist here; this server serves "
-                                                 f"{served_name!r}.", "model", "model_not_found")
+                                                 f"{[served_name, *adapters] if adapters else served_name!r}.",
+                           "model", "model_not_found")
     n = _integer(body, "n", 1, 1, MAX_CHOICES)
     for name in ("presence_penalty", "frequency_penalty"):
         _unsupported(body, name, (None, 0, 0.0))
@@ -204,9 +226,9 @@ def parse_request(body: Any, chat: bool, served_name: str) -> CompletionRequest:
         top = _integer(body, "top_logprobs", 0, 0, 20)
         if body.get("top_logprobs") is not None and not wants_logprobs:
             raise bad("top_logprobs", "'top_logprobs' needs 'logprobs': true.")
-        logprobs, echo, texts = (top if wants_logprobs else None), False, ()
+        logprobs, echo, texts, token_prompts = (top if wants_logprobs else None), False, (), ()
     else:
-        texts = _prompts(body)
+        texts, token_prompts = _prompts(body)
         _unsupported(body, "suffix", (None, ""))
         best_of = _integer(body, "best_of", n, 1, MAX_CHOICES)
         if best_of != n:
@@ -214,6 +236,8 @@ def parse_request(body: Any, chat: bool, served_name: str) -> CompletionRequest:
         max_tokens = _integer(body, "max_tokens", 16, 1, 1_000_000)
         logprobs = _integer(body, "logprobs", None, 0, 5)
         echo = _flag(body, "echo")
+        if echo and token_prompts:
+            raise bad("echo", "'echo' with token-id prompts is not supported by rlgf serve.")
         if echo and logprobs is not None:
             raise bad("echo", "'echo' together with 'logprobs' (the prompt's log-probs) is not supported by "
                               "rlgf serve; ask for one of them.")
@@ -225,9 +249,12 @@ def parse_request(body: Any, chat: bool, served_name: str) -> CompletionRequest:
     if body.get("user") is not None and not isinstance(body["user"], str):
         raise bad("user", f"'user' must be a string, got {body['user']!r}.")
     request = CompletionRequest(
-        texts=texts, chat=chat, n=n, max_tokens=max_tokens, stop=_stops(body), seed=seed, stream=stream,
+        texts=texts, chat=chat, model=model, token_prompts=token_prompts, n=n, max_tokens=max_tokens, stop=_stops(body), seed=seed, stream=stream,
         include_usage=include_usage, logprobs=logprobs, echo=echo,
         temperature=_number(body, "temperature", 1.0, 0.0, 100.0), top_p=_number(body, "top_p", 1.0, 1e-9, 1.0),
         top_k=max(0, _integer(body, "top_k", 0, -1, 1_000_000)),  # vLLM's extension; -1 or 0: off
+        min_tokens=_integer(body, "min_tokens", 0, 0, 1_000_000), return_token_ids=_flag(body, "return_token_ids"),
     )
+    if max_tokens is not None and request.min_tokens > max_tokens:
+        raise bad("min_tokens", f"'min_tokens' ({request.min_tokens}) exceeds 'max_tokens' ({max_tokens}).")
     return request

@@ -53,9 +53,21 @@ def response_body(request: CompletionRequest, choices: list[Choice], rid: str, c
         entry = {"index": i, "finish_reason": choice.finish_reason, "logprobs": _logprobs(request, choice, start)}
         entry.update({"message": {"role": "assistant", "content": text, "refusal": None}} if request.chat
                      else {"text": text})
+        if request.return_token_ids:
+            entry["token_ids"] = list(choice.token_ids)
         listed.append(entry)
     return {"id": rid, "object": "chat.completion" if request.chat else "text_completion", "created": created,
-            "model": model, "choices": listed, "usage": usage(request, choices)}
+            "model": request.model or model, "choices": listed, "usage": usage(request, choices),
+            **_version(choices)}
+
+
+def _version(choices: list[Choice]) -> dict:
+    """`weight_version`: the version of the weights that wrote every choice, once the trainer has sent any
+    ('mixed' if an update came between two of them, which the served engine refuses)."""
+    versions = {choice.weight_version for choice in choices}
+    if versions == {None}:
+        return {}
+    return {"weight_version": versions.pop() if len(versions) == 1 else "mixed"}
 
 
 def stream_chunks(request: CompletionRequest, choices: list[Choice], rid: str, created: int,
@@ -63,7 +75,7 @@ def stream_chunks(request: CompletionRequest, choices: list[Choice], rid: str, c
     """The answer as stream chunks (`stream: true`): per choice its text, then its finish reason; a last
     chunk with `usage` and no choices when `stream_options.include_usage` asks for it."""
     kind = "chat.completion.chunk" if request.chat else "text_completion"
-    head = {"id": rid, "object": kind, "created": created, "model": model,
+    head = {"id": rid, "object": kind, "created": created, "model": request.model or model, **_version(choices),
             **({"usage": None} if request.include_usage else {})}
     for i, (choice, (text, start)) in enumerate(zip(choices, _texts(request, choices))):
         logprobs = _logprobs(request, choice, start)
@@ -75,7 +87,9 @@ def stream_chunks(request: CompletionRequest, choices: list[Choice], rid: str, c
             yield {**head, "choices": [{"index": i, "delta": {}, "logprobs": None,
                                         "finish_reason": choice.finish_reason}]}
         else:
-            yield {**head, "choices": [{"index": i, "text": text, "logprobs": logprobs, "finish_reason": None}]}
+            tokens = {"token_ids": list(choice.token_ids)} if request.return_token_ids else {}
+            yield {**head, "choices": [{"index": i, "text": text, "logprobs": logprobs, "finish_reason": None,
+                                        **tokens}]}
             yield {**head, "choices": [{"index": i, "text": "", "logprobs": None,
                                         "finish_reason": choice.finish_reason}]}
     if request.include_usage:

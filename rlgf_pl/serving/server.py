@@ -1,4 +1,10 @@
-"""The HTTP side of `rlgf serve`: routes, API key, JSON or server-sent events, OpenAI's error shape."""
+"""The HTTP side of `rlgf serve`: routes, API key, JSON or server-sent events, OpenAI's error shape.
+
+Besides OpenAI's routes, the weight-sync routes of RL training (the served engine, `rlgf_pl/engines/served.py`):
+`POST /update_weights_from_disk {"model_path", "weight_version"}` (SGLang's) loads a full state dict;
+`POST /v1/load_lora_adapter {"lora_name", "lora_path"}` and `/v1/unload_lora_adapter {"lora_name"}` (vLLM's
+runtime LoRA routes) serve adapters under their own name.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +20,14 @@ from typing import Any
 
 import torch
 
+from rlgf_pl.errors import WeightSyncError
 from rlgf_pl.policies.loading import load_policy
 from rlgf_pl.serving.engine import CompletionEngine
 from rlgf_pl.serving.requests import CompletionRequest, RequestError, chat_messages, parse_request
 from rlgf_pl.serving.responses import response_body, stream_chunks
+
+
+SYNC_ROUTES = ("/update_weights_from_disk", "/load_lora_adapter", "/unload_lora_adapter")
 
 
 class CompletionServer(ThreadingHTTPServer):
@@ -33,17 +43,45 @@ class CompletionServer(ThreadingHTTPServer):
         self.api_key = api_key
 
     def models(self) -> dict:
+        adapters = [{"id": name, "object": "model", "created": 0, "owned_by": "rlgf", "parent": self.served_name}
+                    for name in self.engine.served_adapters()]
         return {"object": "list", "data": [{"id": self.served_name, "object": "model", "created": 0,
-                                            "owned_by": "rlgf"}]}
+                                            "owned_by": "rlgf"}, *adapters]}
 
     def request(self, body: Any, chat: bool) -> CompletionRequest:
-        request = parse_request(body, chat, self.served_name)
+        request = parse_request(body, chat, self.served_name, self.engine.served_adapters())
         return dataclasses.replace(request, texts=(self._chat_text(body),)) if chat else request
 
     def complete(self, request: CompletionRequest) -> tuple[list, str, int]:
         """The request's choices, with the answer's id and creation time."""
         choices = self.engine.submit(self.engine.jobs_for(request))
         return choices, f"{'chatcmpl' if request.chat else 'cmpl'}-{uuid.uuid4().hex}", int(time.time())
+
+    def sync(self, path: str, body: Any) -> dict:
+        """A weight-sync route's answer; RequestError for a bad body, WeightSyncError for weights that do not fit."""
+        if not isinstance(body, dict):
+            raise RequestError(HTTPStatus.BAD_REQUEST, "The request body must be a JSON object.")
+        if path == "/update_weights_from_disk":
+            folder, version = body.get("model_path"), body.get("weight_version")
+            if not isinstance(folder, str) or not isinstance(version, (str, int)) or isinstance(version, bool):
+                raise RequestError(HTTPStatus.BAD_REQUEST, "update_weights_from_disk takes {\"model_path\": a folder, "
+                                                           "\"weight_version\": a string or integer}.", "model_path")
+            self.engine.load_weights(folder, str(version))
+            return {"success": True, "message": f"Loaded the weights in {folder} as version {version}.",
+                    "weight_version": str(version)}
+        name = body.get("lora_name")
+        if not isinstance(name, str) or not name or name == self.served_name:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"'lora_name' must be a non-empty string other than the base "
+                                                       f"model's name {self.served_name!r}.", "lora_name")
+        if path == "/load_lora_adapter":
+            folder = body.get("lora_path")
+            if not isinstance(folder, str):
+                raise RequestError(HTTPStatus.BAD_REQUEST, "'lora_path' must be the adapter's folder.", "lora_path")
+            self.engine.load_adapter(name, folder)
+            return {"success": True, "message": f"Success: LoRA adapter '{name}' added successfully."}
+        if not self.engine.unload_adapter(name):
+            raise RequestError(HTTPStatus.NOT_FOUND, f"No LoRA adapter {name!r} is loaded.", "lora_name")
+        return {"success": True, "message": f"Success: LoRA adapter '{name}' removed successfully."}
 
     def _chat_text(self, body: dict) -> str:
         messages = chat_messages(body)
@@ -86,6 +124,15 @@ class CompletionHandler(BaseHTTPRequestHandler):
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
 
+    def _sync(self, path: str, raw: bytes) -> None:
+        try:
+            self._answer(HTTPStatus.OK, self.server.sync(path, json.loads(raw or b"{}")))
+        except RequestError as error:
+            self._error(error)
+        except (WeightSyncError, json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
+            self._answer(HTTPStatus.BAD_REQUEST, {"success": False, "message": f"{type(error).__name__}: {error}",
+                                                  **RequestError(HTTPStatus.BAD_REQUEST, str(error)).body()})
+
     def _error(self, error: RequestError) -> None:
         self._answer(error.status, error.body())
 
@@ -112,6 +159,9 @@ class CompletionHandler(BaseHTTPRequestHandler):
         if not self._authorized():
             return
         path = self.path.rstrip("/").removeprefix("/v1")
+        if path in SYNC_ROUTES:
+            self._sync(path, raw)
+            return
         if path not in ("/completions", "/chat/completions"):
             self._error(RequestError(HTTPStatus.NOT_FOUND, f"No route {self.path}."))
             return

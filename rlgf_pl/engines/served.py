@@ -1,0 +1,203 @@
+"""The learner's rollouts from an OpenAI-compatible server that receives the learner's weights after each update.
+
+The protocol, the one serving engines expose for RL weight sync over HTTP:
+
+- full weights: the trainer writes the state dict to a folder the server can read and posts
+  `/update_weights_from_disk {"model_path", "weight_version"}` (SGLang's route, and `rlgf serve`'s);
+- LoRA: the trainer writes the adapters alone (peft's format) and posts `/v1/load_lora_adapter {"lora_name",
+  "lora_path"}` (vLLM's runtime LoRA route, also SGLang's and `rlgf serve`'s), under a name that carries the
+  version; the previous adapter is unloaded.
+
+Rollouts go to `/v1/completions` as token-id prompts (the query and its prefix of response tokens) with
+`return_token_ids` (vLLM's extension), so the tokens come back exactly, never re-tokenized text. A response
+generated with other weights than the learner's current ones is refused (StaleWeightsError): the LoRA
+adapter's name, or the full weights' `weight_version`, must be the version just sent. The server's log-probs
+are never used: the update recomputes them with the learner.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import torch
+from torch import Tensor
+
+from rlgf_pl.engines.base import RolloutEngine
+from rlgf_pl.engines.weights import write_adapters, write_full_weights
+from rlgf_pl.errors import ConfigError, StaleWeightsError, WeightSyncError
+from rlgf_pl.policies.base import Policy
+from rlgf_pl.policies.generation import GenerationSettings
+from rlgf_pl.policies.lora import has_adapters
+
+
+class ServedEngine(RolloutEngine):
+    """Generates the learner's rollouts on a server (vLLM, SGLang, `rlgf serve`) kept on the learner's weights.
+
+    Args:
+        url: The server's OpenAI API root, e.g. http://127.0.0.1:8000/v1.
+        model: The name the server serves the learner's base model under (its `--served-model-name`).
+        sync_dir: A folder both the trainer and the server can read, where each version's weights are written
+            (the previous version's are deleted once the server has the new ones); null: a temporary folder
+            (a server on the same machine).
+        api_key_env: The environment variable holding the server's API key (unset or empty: none is sent).
+        timeout: Seconds for one request (a batch of rollouts, or a weight update).
+    """
+
+    name = "served"
+
+    def __init__(self, url: str = "http://127.0.0.1:8000/v1", model: str = "learner", sync_dir: str | None = None,
+                 api_key_env: str | None = None, timeout: float = 600.0) -> None:
+        self.url = url.rstrip("/")
+        self.root = self.url.removesuffix("/v1")
+        self.model = model
+        self.sync_dir = Path(sync_dir) if sync_dir else None
+        self.api_key_env = api_key_env
+        self.timeout = timeout
+        self.version: int | None = None
+        self.served_name = model
+        self._folder: Path | None = None
+        self._temporary = False
+        self._http: httpx.Client | None = None
+
+    # ---- connection --------------------------------------------------------------------------------
+    @property
+    def http(self) -> httpx.Client:
+        if self._http is None:
+            key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+            self._http = httpx.Client(timeout=self.timeout, headers={"Authorization": f"Bearer {key}"} if key else {})
+        return self._http
+
+    def _post(self, url: str, payload: dict, what: str, error: type[Exception]) -> httpx.Response:
+        try:
+            response = self.http.post(url, json=payload)
+        except httpx.HTTPError as failure:
+            raise error(f"{what}: the rollout server at {url} could not be reached ({type(failure).__name__}: "
+                        f"{failure}). Start it first (README, 'Scale': rlgf serve MODEL --served-model-name "
+                        f"{self.model}) or fix model.init_args.engine.init_args.url.") from failure
+        if response.status_code != 200:
+            raise error(f"{what}: {url} answered {response.status_code}: {response.text[:300]}")
+        return response
+
+    def setup(self, policy: Policy) -> None:
+        if policy.kind != "causal":
+            raise ConfigError(f"The served engine writes causal LMs' rollouts (a token-id prompt continued); the "
+                              f"learner is a {policy.kind} model. Use model.init_args.engine: "
+                              "rlgf_pl.engines.HFEngine for it.")
+        try:
+            listed = self.http.get(f"{self.url}/models")
+        except httpx.HTTPError as failure:
+            raise WeightSyncError(f"The rollout server at {self.url} could not be reached ({failure}). Start it "
+                                  f"first: rlgf serve MODEL --served-model-name {self.model} (README, 'Scale').") from failure
+        names = [entry.get("id") for entry in listed.json().get("data", [])] if listed.status_code == 200 else []
+        if self.model not in names:
+            raise ConfigError(f"The rollout server at {self.url} serves {names}, not {self.model!r}: set "
+                              "model.init_args.engine.init_args.model to the learner's served name.")
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+        if self._temporary and self.sync_dir is not None:
+            shutil.rmtree(self.sync_dir, ignore_errors=True)
+
+    # ---- weights -----------------------------------------------------------------------------------
+    def sync(self, policy: Policy, version: int, send: bool = True) -> float:
+        """Send the learner's weights (its adapters alone under LoRA) when `version` moved; the seconds it took.
+        With `send=False` (a rank other than 0) only expect `version` from now on."""
+        if version == self.version:
+            return 0.0
+        if not send:
+            self.version = version
+            self.served_name = f"{self.model}-v{version}" if has_adapters(policy.model) else self.model
+            return 0.0
+        started = time.perf_counter()
+        if self.sync_dir is None:
+            self.sync_dir, self._temporary = Path(tempfile.mkdtemp(prefix="rlgf-weights-")), True
+        folder = self.sync_dir / f"v{version}"
+        shutil.rmtree(folder, ignore_errors=True)
+        what = f"Weight sync of version {version}"
+        if has_adapters(policy.model):
+            write_adapters(policy.model, folder)
+            name = f"{self.model}-v{version}"
+            self._post(f"{self.url}/load_lora_adapter", {"lora_name": name, "lora_path": str(folder.resolve())}, what,
+                       WeightSyncError)
+            if self.served_name != self.model:
+                try:  # the old adapter is only memory on the server now; a failure to drop it stops nothing
+                    self.http.post(f"{self.url}/unload_lora_adapter", json={"lora_name": self.served_name})
+                except httpx.HTTPError:
+                    pass
+            self.served_name = name
+        else:
+            write_full_weights(policy.model, folder)
+            answer = self._post(f"{self.root}/update_weights_from_disk",
+                                {"model_path": str(folder.resolve()), "weight_version": str(version)}, what,
+                                WeightSyncError)
+            body = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
+            if body.get("success") is False:
+                raise WeightSyncError(f"{what}: the server refused the weights: {body.get('message')}")
+        if self._folder is not None and self._folder != folder:
+            shutil.rmtree(self._folder, ignore_errors=True)
+        self._folder, self.version = folder, version
+        return time.perf_counter() - started
+
+    # ---- rollouts ----------------------------------------------------------------------------------
+    def generate(self, policy: Policy, query_ids: Tensor, query_mask: Tensor, settings: GenerationSettings,
+                 prefix_ids: Tensor, prefix_mask: Tensor) -> tuple[Tensor, Tensor]:
+        if self.version is None:
+            raise StaleWeightsError("The served engine has not sent the learner's weights yet (sync before generate).")
+        if settings.num_beams > 1:
+            raise ConfigError("The served engine samples or decodes greedily; beam search (num_beams > 1) runs "
+                              "with the hf engine.")
+        rows = [torch.cat([q[m.bool()], p[pm.bool()]]).tolist()
+                for q, m, p, pm in zip(query_ids.cpu(), query_mask.cpu(), prefix_ids.cpu(), prefix_mask.cpu())]
+        payload = {"model": self.served_name, "prompt": rows, "max_tokens": settings.max_new_tokens,
+                   "min_tokens": settings.min_new_tokens, "return_token_ids": True, "n": 1,
+                   "temperature": settings.temperature if settings.do_sample else 0.0}
+        if settings.do_sample:
+            payload.update(top_p=settings.top_p, seed=int(torch.randint(0, 2**31 - 1, (1,))))
+            if settings.top_k:
+                payload["top_k"] = settings.top_k
+        body = self._post(f"{self.url}/completions", payload, "Rollout generation", WeightSyncError).json()
+        self._check_version(body)
+        choices = sorted(body.get("choices", []), key=lambda choice: choice["index"])
+        if len(choices) != len(rows) or any(choice.get("token_ids") is None for choice in choices):
+            raise WeightSyncError("The rollout server did not return one choice with token ids per prompt; it needs "
+                                  "`return_token_ids` (vLLM >= 0.10.2, SGLang, rlgf serve).")
+        return self._tokens(policy, choices, settings.max_new_tokens, query_ids.device)
+
+    def _check_version(self, body: dict) -> None:
+        if self.served_name != self.model:  # LoRA: the adapter's name carries the version
+            if body.get("model") != self.served_name:
+                raise StaleWeightsError(f"A rollout came back from {body.get('model')!r}, not from the adapter of "
+                                        f"the learner's version {self.version} ({self.served_name!r}).")
+            return
+        reported = body.get("weight_version")
+        if reported is None:
+            raise StaleWeightsError("The rollout server does not report the weights' version (`weight_version`), so "
+                                    "a stale rollout could not be refused: serve with rlgf serve, or train with LoRA "
+                                    "(the adapter's name carries the version).")
+        if str(reported) != str(self.version):
+            raise StaleWeightsError(f"A rollout was generated with weights of version {reported}, and the learner is "
+                                    f"at version {self.version}: refused.")
+
+    @staticmethod
+    def _tokens(policy: Policy, choices: list[dict], budget: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The choices' tokens as [B, T] (pad after each end) and lengths; a choice that stopped on its end
+        token keeps it (a server that leaves it out of `token_ids` gets it back)."""
+        ends = policy.eos_token_ids
+        rows = []
+        for choice in choices:  # parsing the server's answer, one list per row
+            ids = [int(token) for token in choice["token_ids"]][:budget]
+            if choice.get("finish_reason") == "stop" and ends and (not ids or ids[-1] not in ends) and len(ids) < budget:
+                ids.append(ends[0])
+            rows.append(torch.tensor(ids, dtype=torch.long))
+        lengths = torch.tensor([len(ids) for ids in rows], dtype=torch.long)
+        tokens = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=policy.pad_token_id)
+        if tokens.shape[1] == 0:  # every row empty: one padded column keeps the shapes valid
+            tokens = torch.full((len(rows), 1), policy.pad_token_id, dtype=torch.long)
+        return tokens.to(device), lengths.to(device)

@@ -1,0 +1,184 @@
+"""Rollout engines: the served engine against `rlgf serve` (greedy rollouts equal the in-process engine's before
+and after an update, full and LoRA weight sync, stale rollouts refused, a failed sync stops the run and keeps
+the last checkpoint), and the sampler writing the learner's tokens only through its engine."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import fast_fit_args
+from safetensors.torch import load_file
+
+from rlgf_pl.cli import main
+from rlgf_pl.engines import HFEngine, ServedEngine
+from rlgf_pl.engines.weights import ADAPTER_FILE, write_adapters
+from rlgf_pl.errors import ConfigError, StaleWeightsError, WeightSyncError
+from rlgf_pl.policies import load_policy
+from rlgf_pl.policies.generation import GenerationSettings
+from rlgf_pl.policies.lora import LoraSettings, add_adapters
+from rlgf_pl.rollout.plan import Plan
+from rlgf_pl.rollout.sampler import RolloutSampler, seeded_generation
+from rlgf_pl.serving import CompletionEngine, CompletionServer
+
+PROMPTS = ["the movie was", "i really liked the plot and", "good"]
+GREEDY = GenerationSettings(max_new_tokens=8, do_sample=False)
+
+
+def start_server(model_dir: Path, name: str = "learner") -> CompletionServer:
+    policy = load_policy(str(model_dir)).eval().requires_grad_(False)
+    server = CompletionServer(("127.0.0.1", 0), CompletionEngine(policy, 64), name)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def server(toy_model_dir):
+    server = start_server(toy_model_dir)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def url(server: CompletionServer) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+
+def rollouts(policy, engine, prefix_tokens: int = 0, settings: GenerationSettings = GREEDY):
+    """Greedy continuations of PROMPTS through `engine`, after the first `prefix_tokens` of a greedy roll-in."""
+    query = policy.encode_prompts(PROMPTS, 16)
+    empty = torch.zeros((len(PROMPTS), 0), dtype=torch.long)
+    if not prefix_tokens:
+        return engine.generate(policy, *query, settings, empty, empty)
+    prefix, _ = policy.generate(*query, GenerationSettings(max_new_tokens=prefix_tokens, min_new_tokens=prefix_tokens,
+                                                           do_sample=False))
+    return engine.generate(policy, *query, settings, prefix, torch.ones_like(prefix))
+
+
+def nudge(policy, seed: int = 1) -> None:
+    """An 'update': every trainable weight moves, so greedy rollouts change."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in policy.model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.5)
+
+
+def test_served_greedy_rollouts_equal_the_hf_engine_before_and_after_an_update(server, toy_model_dir, tmp_path):
+    learner = load_policy(str(toy_model_dir)).eval()
+    served = ServedEngine(url(server), "learner", sync_dir=str(tmp_path / "sync"))
+    served.setup(learner)
+    for version in (0, 1):
+        if version:
+            nudge(learner)
+        assert served.sync(learner, version) > 0
+        for prefix in (0, 3):
+            expected = rollouts(learner, HFEngine(), prefix)
+            got = rollouts(learner, served, prefix)
+            assert torch.equal(got[1], expected[1]) and torch.equal(got[0], expected[0])
+        if version == 0:
+            before = got
+    assert not torch.equal(before[0], got[0])  # the update changed what the server writes
+    assert sorted(p.name for p in (tmp_path / "sync").iterdir()) == ["v1"]  # the old version's files are gone
+    served.close()
+
+
+def test_sampled_served_rollouts_repeat_under_a_seed_and_keep_min_tokens(server, toy_model_dir):
+    learner = load_policy(str(toy_model_dir)).eval()
+    served = ServedEngine(url(server), "learner")
+    served.sync(learner, 0)
+    settings = GenerationSettings(max_new_tokens=6, min_new_tokens=6, top_k=5)
+    draws = []
+    for _ in range(2):
+        with seeded_generation(7, torch.device("cpu")):
+            draws.append(rollouts(learner, served, settings=settings))
+    assert torch.equal(draws[0][0], draws[1][0]) and draws[0][1].tolist() == [6, 6, 6]
+    served.close()
+
+
+def test_a_lora_sync_sends_only_adapter_tensors_and_the_server_uses_them(server, toy_model_dir, tmp_path):
+    learner = load_policy(str(toy_model_dir)).eval()
+    add_adapters(learner.model, LoraSettings(r=4, target_modules=["c_attn"]))
+    nudge(learner)  # the adapters' B is zero at start: move it so the adapters change what the model writes
+    folder = write_adapters(learner.model, tmp_path / "adapters")
+    saved = load_file(str(folder / ADAPTER_FILE))
+    trained = [name for name, p in learner.model.named_parameters() if p.requires_grad]
+    assert len(saved) == len(trained) and all("lora_" in name for name in saved)
+    assert sum(t.numel() for t in saved.values()) < sum(p.numel() for p in learner.model.parameters()) / 4
+    served = ServedEngine(url(server), "learner", sync_dir=str(tmp_path / "sync"))
+    served.sync(learner, 5)
+    assert served.served_name == "learner-v5"
+    assert torch.equal(rollouts(learner, served)[0], rollouts(learner, HFEngine())[0])
+    nudge(learner, seed=2)
+    served.sync(learner, 6)
+    assert server.engine.served_adapters() == ("learner-v6",)  # the old adapter was unloaded
+    assert torch.equal(rollouts(learner, served)[0], rollouts(learner, HFEngine())[0])
+    served.close()
+
+
+def test_a_rollout_from_other_weights_is_refused(server, toy_model_dir):
+    learner = load_policy(str(toy_model_dir)).eval()
+    served = ServedEngine(url(server), "learner")
+    served.sync(learner, 3)
+    server.engine.load_weights(served.sync_dir / "v3", "2")  # someone else's update: the server says version 2
+    with pytest.raises(StaleWeightsError, match="version 2.*version 3"):
+        rollouts(learner, served)
+    served.close()
+
+
+def test_sync_to_a_server_that_is_gone_or_refuses_is_a_named_error(server, toy_model_dir, other_toy_model_dir):
+    learner = load_policy(str(toy_model_dir)).eval()
+    with pytest.raises(ConfigError, match="serves \\['learner'\\], not 'policy'"):
+        ServedEngine(url(server), "policy").setup(learner)
+    gone = ServedEngine("http://127.0.0.1:9/v1", "learner", timeout=5)
+    with pytest.raises(WeightSyncError, match="could not be reached.*rlgf serve"):
+        gone.sync(learner, 0)
+    seq2seq = type("Seq2Seq", (), {"kind": "seq2seq"})()
+    with pytest.raises(ConfigError, match="causal LMs"):
+        ServedEngine(url(server), "learner").setup(seq2seq)
+
+
+def test_the_sampler_writes_the_learner_only_through_its_engine(toy_model_dir, monkeypatch):
+    learner = load_policy(str(toy_model_dir)).eval()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the sampler called the learner's generate directly")
+
+    calls = []
+
+    class Recording(HFEngine):
+        def generate(self, policy, *args):
+            calls.append(policy)
+            return type(policy).generate(policy, *args)  # the class's method: the patched attribute refuses
+
+    sampler = RolloutSampler(learner, GenerationSettings(max_new_tokens=5), engine=Recording())
+    monkeypatch.setattr(learner, "generate", refuse)
+    rollout = sampler.sample(PROMPTS, [[]] * 3, Plan(), torch.Generator().manual_seed(0))
+    assert calls == [learner] and rollout.response_mask.sum() > 0
+
+
+def test_fit_with_the_served_engine_trains_and_a_failed_sync_stops_with_the_checkpoint_kept(toy_model_dir, tmp_path):
+    server = start_server(toy_model_dir)
+    engine = (f"--model.init_args.engine=rlgf_pl.engines.ServedEngine "
+              f"--model.init_args.engine.init_args.url={url(server)} "
+              f"--model.init_args.engine.init_args.sync_dir={tmp_path / 'sync'}").split()
+    try:
+        main(fast_fit_args(tmp_path / "ok", toy_model_dir, epochs=2, extra=engine))
+        assert server.engine.weight_version is not None and int(server.engine.weight_version) > 0
+        checkpoint = next((tmp_path / "ok").rglob("last.ckpt"))
+        before = checkpoint.read_bytes()
+
+        class Refusing(type(server.engine)):
+            def load_weights(self, folder, version):
+                raise WeightSyncError("disk full")
+
+        server.engine.__class__ = Refusing
+        with pytest.raises(WeightSyncError, match="version .*disk full"):
+            main([*fast_fit_args(tmp_path / "ok", toy_model_dir, epochs=3, extra=engine),
+                  f"--ckpt_path={checkpoint}"])
+        assert checkpoint.read_bytes() == before
+    finally:
+        server.shutdown()
+        server.server_close()

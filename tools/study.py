@@ -1,0 +1,346 @@
+"""The guide study of issue #25: the D2LOLS switch point, beta, and the guide's strength, n seeds, one task.
+
+    python tools/study.py run --task concepts --seeds 0 1 2 --jobs 2   # every run not finished yet, then the report
+    python tools/study.py report --task concepts                       # tables and plots from the finished runs
+    python tools/study.py commands --task demo                         # the `rlgf fit` of each run, to run elsewhere
+
+Three sweeps share one set of runs (a run two sweeps need is made once):
+
+- switch: D2LOLS with its switch at 0, 25, 50, 75 and 100 % of training (0 %: PPO++ throughout; 100 %:
+  AggreVaTeD throughout), the task's guide;
+- beta: PPO++ and AggreVaTeD at each `--betas` value, the task's guide;
+- ladder: PPO and every guided algorithm (PPO++, AggreVaTeD, LOLS, D2LOLS) with each rung of the task's guide
+  ladder as the guide (`rlgf_pl/zoo/ladder.py`, and `reference`: `ReferenceGuide`).
+
+Each run is `rlgf fit` of `configs/{task}/{algorithm}.yaml` with the study's budget (`--epochs`, and the task's
+`STUDY_ARGS` below, stated in the report): no checkpoints, no text metrics but those the report reads,
+validation every `--val-every` epochs. The final metric is the last validation's (the task's validation
+prompts); the untrained learner is the validation before training (step 0) of the same runs. A finished run
+has `done` in its folder; a stopped study picks up where it was. The report writes `{out}/README.md` (the
+tables, the settings and the commands) and `switch.png`, `beta.png`, `ladder.png`, `curves.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tools"))
+
+from guide_ladder import REFERENCE, guide_args, rungs  # noqa: E402
+
+GUIDED = ["ppo_pp", "aggrevated", "lols", "d2lols"]
+NAMES = {"ppo": "PPO", "ppo_pp": "PPO++", "aggrevated": "AggreVaTeD", "lols": "LOLS", "d2lols": "D2LOLS"}
+# The budget the study shrinks each run to (beside --epochs), per task: no text metrics but the reward's (the
+# concept task keeps CIDEr-D and coverage, which the report tabulates), no checkpoint or sample table.
+STUDY_ARGS = {
+    "demo": ["--data.init_args.metrics=[]", "--data.init_args.task.init_args.num_validation=128"],
+    "concepts": ['--data.init_args.metrics=[{"class_path": "rlgf_pl.metrics.CIDErD"}, '
+                 '{"class_path": "rlgf_pl.metrics.Coverage"}]'],
+}
+METRICS = {"demo": ["reward"], "concepts": ["reward", "cider_d", "coverage"]}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One fit: an algorithm, its guide (a ladder rung, or none for PPO), and the setting a sweep moves."""
+
+    algorithm: str
+    rung: str | None
+    beta: float | None = None
+    switch_epoch: int | None = None
+
+    @property
+    def name(self) -> str:
+        knobs = (f"_beta{self.beta}" if self.beta is not None else "") + (
+            f"_switch{self.switch_epoch}" if self.switch_epoch is not None else "")
+        return self.algorithm + knobs + (f"@{self.rung}" if self.rung else "")
+
+    def arguments(self, task: str) -> list[str]:
+        arguments = ["--config", str(REPO / f"configs/{task}/{self.algorithm}.yaml")]
+        if self.rung:
+            arguments += guide_args(self.rung)
+        if self.beta is not None:
+            arguments.append(f"--model.init_args.beta={self.beta}")
+        if self.switch_epoch is not None:
+            switch = [{"class_path": "callbacks.D2LOLSSwitch", "init_args": {"switch_epoch": self.switch_epoch}}]
+            arguments.append("--callbacks=" + json.dumps(switch))
+        return arguments
+
+
+def switch_epochs(epochs: int) -> list[int]:
+    """0, 25, 50, 75 and 100 % of `epochs`, rounded to whole epochs."""
+    return [round(epochs * fraction) for fraction in (0.0, 0.25, 0.5, 0.75, 1.0)]
+
+
+def plan(task: str, epochs: int, betas: list[float], ladder: list[str]) -> dict[str, list[Run]]:
+    """Per sweep, its runs (without seeds). The default switch is the middle one (50 %), so the ladder's D2LOLS
+    runs with the task's guide are the switch sweep's middle point."""
+    guide = rungs(task)[-2]  # the task's own guide: the ladder's top zoo rung
+    middle = switch_epochs(epochs)[2]
+    return {
+        "switch": [Run("d2lols", guide, switch_epoch=epoch) for epoch in switch_epochs(epochs)],
+        "beta": [Run(algorithm, guide, beta=beta) for algorithm in ("ppo_pp", "aggrevated") for beta in betas],
+        "ladder": [Run("ppo", None)] + [Run(algorithm, rung, switch_epoch=middle if algorithm == "d2lols" else None)
+                                        for algorithm in GUIDED for rung in ladder],
+    }
+
+
+def unique_runs(sweeps: dict[str, list[Run]]) -> list[Run]:
+    return list(dict.fromkeys(run for runs in sweeps.values() for run in runs))
+
+
+def folder(root: Path, task: str, run: Run, seed: int) -> Path:
+    return root / task / run.name / f"seed{seed}"
+
+
+def fit_command(task: str, run: Run, seed: int, root: Path, epochs: int, val_every: int) -> list[str]:
+    logger = {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+              "init_args": {"save_dir": str(root / task), "name": run.name, "version": f"seed{seed}"}}
+    return ["fit", *run.arguments(task), f"--seed_everything={seed}", f"--trainer.max_epochs={epochs}",
+            f"--trainer.check_val_every_n_epoch={val_every}", "--trainer.callbacks=[]",
+            "--trainer.enable_checkpointing=false", "--trainer.enable_progress_bar=false",
+            "--trainer.logger=" + json.dumps(logger), *STUDY_ARGS[task]]
+
+
+def run_one(task: str, run: Run, seed: int, root: Path, epochs: int, val_every: int, threads: int) -> None:
+    directory = folder(root, task, run, seed)
+    if (directory / "done").is_file():
+        return
+    if directory.exists():  # a run stopped part-way starts over: its events would mix with the new ones
+        for stale in sorted(directory.rglob("*"), reverse=True):
+            stale.unlink() if stale.is_file() else stale.rmdir()
+    directory.mkdir(parents=True, exist_ok=True)
+    environment = dict(os.environ, OMP_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false",
+                       HF_HUB_OFFLINE="1")
+    started = time.perf_counter()
+    with open(directory / "fit.log", "w") as log:
+        subprocess.run([sys.executable, "-m", "rlgf_pl.cli", *fit_command(task, run, seed, root, epochs, val_every)],
+                       check=True, env=environment, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    seconds = time.perf_counter() - started
+    (directory / "done").write_text(f"{seconds:.0f}\n")
+    print(f"{task} {run.name} seed {seed}: {seconds:.0f} s", flush=True)
+
+
+def guide_strengths(task: str, ladder: list[str], root: Path) -> dict[str, float]:
+    """Each rung's validation reward as a writer, on the study's validation prompts (cached in the study's
+    folder: one validation per rung)."""
+    from guide_ladder import strength
+
+    cache = root / task / "guide_strength.json"
+    known = json.loads(cache.read_text()) if cache.is_file() else {}
+    for rung in ladder:
+        if rung not in known:
+            known[rung] = strength(task, rung, STUDY_ARGS[task])["guide"]
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(known, indent=1))
+    return known
+
+
+# ---- the report -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """One finished run's validation curve per metric ([(epoch, value)], epoch 0 = before training)."""
+
+    curves: dict[str, list[tuple[float, float]]]
+    seconds: float
+
+    def final(self, metric: str) -> float:
+        return self.curves[metric][-1][1]
+
+    def untrained(self, metric: str) -> float:
+        return self.curves[metric][0][1]
+
+
+def load_outcome(directory: Path, metrics: list[str]) -> Outcome:
+    from rlgf_pl.comparison import epochs_of
+    from rlgf_pl.utils.tensorboard import read_scalars_and_elapsed
+
+    scalars, _ = read_scalars_and_elapsed(directory)
+    curves = {}
+    for metric in metrics:
+        tag = f"val/{metric}"
+        curves[metric] = list(zip(epochs_of(scalars, tag), (value for _, value in scalars.get(tag, []))))
+    return Outcome(curves, float((directory / "done").read_text()))
+
+
+def cell(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def finals(outcomes: dict[tuple[Run, int], Outcome], run: Run, metric: str) -> list[float]:
+    return [outcome.final(metric) for (each, _), outcome in outcomes.items() if each == run]
+
+
+def report(task: str, sweeps: dict[str, list[Run]], outcomes: dict[tuple[Run, int], Outcome],
+           strengths: dict[str, float], epochs: int, out: Path, command: str) -> str:
+    metrics = METRICS[task]
+    main = metrics[0]
+    ppo = Run("ppo", None)
+    untrained = [outcome.untrained(metric) for outcome in outcomes.values() for metric in [main]]
+    lines = [f"# The guide study on the {'IMDB demo' if task == 'demo' else 'concept task'}", "",
+             f"Final validation {main} (last of {epochs} epochs), mean ± std over seeds; the untrained learner "
+             f"(the validation before training, every run): {cell(untrained)}; PPO: {cell(finals(outcomes, ppo, main))}.",
+             "", "## Switch point (D2LOLS, the task's guide)", "",
+             "| switch epoch | % of training | " + " | ".join(f"val/{m}" for m in metrics) + " | n |",
+             "|---:|---:|" + "---:|" * len(metrics) + "---:|"]
+    for run in sweeps["switch"]:
+        n = len(finals(outcomes, run, main))
+        lines.append(f"| {run.switch_epoch} | {100 * run.switch_epoch / epochs:.0f} | "
+                     + " | ".join(cell(finals(outcomes, run, m)) for m in metrics) + f" | {n} |")
+    betas = sorted({run.beta for run in sweeps["beta"]})
+    lines += ["", f"## Beta (the task's guide), val/{main}", "",
+              "| algorithm | " + " | ".join(f"beta {b}" for b in betas) + " |", "|---|" + "---:|" * len(betas)]
+    for algorithm in ("ppo_pp", "aggrevated"):
+        lines.append(f"| {NAMES[algorithm]} | " + " | ".join(
+            cell(finals(outcomes, run, main)) for run in sweeps["beta"] if run.algorithm == algorithm) + " |")
+    ladder = list(dict.fromkeys(run.rung for run in sweeps["ladder"] if run.rung))
+    lines += ["", f"## Guide ladder, val/{main}", "",
+              "| algorithm | " + " | ".join(f"{rung} ({strengths.get(rung, float('nan')):.3f})" for rung in ladder) + " |",
+              "|---|" + "---:|" * len(ladder), f"| PPO (no guide) | {cell(finals(outcomes, ppo, main))} |"
+              + " |" * (len(ladder) - 1)]
+    for algorithm in GUIDED:
+        lines.append(f"| {NAMES[algorithm]} | " + " | ".join(
+            cell(finals(outcomes, run, main)) for run in sweeps["ladder"] if run.algorithm == algorithm) + " |")
+    lines += ["", "The header gives each rung's own validation reward as a writer (`val/guide/reward`, its "
+              "sampling settings, the same prompts).", "", "Made with:", "", "```bash", command, "```", ""]
+    plot(task, sweeps, outcomes, strengths, epochs, out)
+    text = "\n".join(lines)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text(text)
+    return text
+
+
+def plot(task: str, sweeps: dict[str, list[Run]], outcomes: dict[tuple[Run, int], Outcome],
+         strengths: dict[str, float], epochs: int, out: Path) -> None:
+    from rlgf_pl.comparison import _figure, _save
+
+    main = METRICS[task][0]
+    ppo = finals(outcomes, Run("ppo", None), main)
+    untrained = [outcome.untrained(main) for outcome in outcomes.values()]
+
+    def references(axes) -> None:
+        if ppo:
+            axes.axhline(statistics.fmean(ppo), color="C0", linestyle="--", label=f"PPO (n={len(ppo)})")
+        if untrained:
+            axes.axhline(statistics.fmean(untrained), color="gray", linestyle=":", label="untrained learner")
+
+    def errorbar(axes, xs: list[float], runs: list[Run], label: str, color: str) -> None:
+        points = [(x, finals(outcomes, run, main)) for x, run in zip(xs, runs)]
+        points = [(x, values) for x, values in points if values]
+        if not points:
+            return
+        axes.errorbar([x for x, _ in points], [statistics.fmean(v) for _, v in points],
+                      yerr=[statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in points], marker="o", capsize=3,
+                      color=color, label=label)
+        for x, values in points:
+            axes.scatter([x] * len(values), values, s=12, alpha=0.4, color=color)
+
+    figure, axes = _figure()
+    runs = sweeps["switch"]
+    errorbar(axes, [100 * run.switch_epoch / epochs for run in runs], runs, "D2LOLS", "C3")
+    references(axes)
+    axes.set_xlabel("switch point (% of training; 0: PPO++ throughout, 100: AggreVaTeD throughout)")
+    axes.set_ylabel(f"final val/{main}")
+    _save(figure, axes, out / "switch.png")
+
+    figure, axes = _figure()
+    for index, algorithm in enumerate(("ppo_pp", "aggrevated")):
+        runs = [run for run in sweeps["beta"] if run.algorithm == algorithm]
+        errorbar(axes, [run.beta for run in runs], runs, NAMES[algorithm], f"C{index + 1}")
+    references(axes)
+    axes.set_xlabel("beta")
+    axes.set_ylabel(f"final val/{main}")
+    _save(figure, axes, out / "beta.png")
+
+    figure, axes = _figure()
+    for index, algorithm in enumerate(GUIDED):
+        runs = [run for run in sweeps["ladder"] if run.algorithm == algorithm and run.rung in strengths
+                and run.rung != REFERENCE]
+        errorbar(axes, [strengths[run.rung] for run in runs], runs, NAMES[algorithm], f"C{index + 1}")
+    references(axes)
+    axes.set_xlabel("guide strength (the guide's own val/reward; the reference rung left out)")
+    axes.set_ylabel(f"final val/{main}")
+    _save(figure, axes, out / "ladder.png")
+
+    import numpy as np
+
+    figure, axes = _figure()
+    top = [run for run in sweeps["ladder"] if run.rung in (None, rungs(task)[-2])]
+    for index, run in enumerate(top):
+        curves = [outcome.curves[main] for (each, _), outcome in outcomes.items() if each == run]
+        length = min((len(curve) for curve in curves), default=0)
+        if not length:
+            continue
+        values = np.array([[value for _, value in curve[:length]] for curve in curves])
+        xs = [epoch for epoch, _ in curves[0][:length]]
+        axes.plot(xs, values.mean(0), color=f"C{index}", label=f"{NAMES[run.algorithm]} (n={len(curves)})")
+        if len(curves) > 1:
+            axes.fill_between(xs, values.mean(0) - values.std(0), values.mean(0) + values.std(0), color=f"C{index}",
+                              alpha=0.15)
+    axes.set_xlabel("epoch (0 = before training)")
+    axes.set_ylabel(f"val/{main}")
+    _save(figure, axes, out / "curves.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["run", "report", "commands"])
+    parser.add_argument("--task", choices=["demo", "concepts"], required=True)
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=8, help="training epochs per run (the configs: 20)")
+    parser.add_argument("--val-every", type=int, default=2, help="validate every N epochs (and before training)")
+    parser.add_argument("--betas", nargs="*", type=float, default=[0.3, 0.6, 0.8])
+    parser.add_argument("--rungs", nargs="*", help="ladder rungs (default: the task's whole ladder and 'reference')")
+    parser.add_argument("--sweeps", nargs="*", choices=["switch", "beta", "ladder"], default=["switch", "beta", "ladder"],
+                        help="which sweeps to run (the report shows whatever has finished)")
+    parser.add_argument("--root", type=Path, default=Path("runs/study"))
+    parser.add_argument("--out", type=Path, help="where the report goes (default: docs/results/study/{task})")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (threads are split among them)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    ladder = args.rungs or rungs(args.task)
+    sweeps = plan(args.task, args.epochs, args.betas, ladder)
+    chosen = unique_runs({name: runs for name, runs in sweeps.items() if name in args.sweeps})
+    if args.what == "commands":
+        for seed in args.seeds:
+            for run in chosen:
+                print("rlgf " + " ".join(f"'{a}'" if any(c in a for c in " {[\"") else a for a in
+                                         fit_command(args.task, run, seed, args.root, args.epochs, args.val_every)))
+        return 0
+    if args.what == "run":
+        threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+        jobs = [(run, seed) for seed in args.seeds for run in chosen]  # seed 0 of everything first
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            list(pool.map(lambda job: run_one(args.task, *job, args.root, args.epochs, args.val_every, threads), jobs))
+        print(f"{len(jobs)} runs took {time.perf_counter() - started:.0f} s in all", flush=True)
+    outcomes = {(run, seed): load_outcome(folder(args.root, args.task, run, seed), METRICS[args.task])
+                for run in unique_runs(sweeps) for seed in args.seeds
+                if (folder(args.root, args.task, run, seed) / "done").is_file()}
+    strengths = guide_strengths(args.task, ladder, args.root)
+    command = " ".join(["python tools/study.py run", f"--task {args.task}", f"--epochs {args.epochs}",
+                        "--seeds " + " ".join(map(str, args.seeds)), f"--jobs {args.jobs}"])
+    print(report(args.task, sweeps, outcomes, strengths, args.epochs,
+                 args.out or REPO / f"docs/results/study/{args.task}", command))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
