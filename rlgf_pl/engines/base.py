@@ -27,6 +27,7 @@ class RolloutEngine(ABC):
 
     def setup(self, policy: Policy) -> None:
         """Check the engine can serve this policy (its kind, its server); called once before training."""
+        return None
 
     def sync(self, policy: Policy, version: int, send: bool = True) -> float:
         """Bring the generator to `policy`'s weights at `version` (`send=False`: another process sends them; only
@@ -40,3 +41,4 @@ class RolloutEngine(ABC):
 
     def close(self) -> None:
         """Release connections and files."""
+        return None

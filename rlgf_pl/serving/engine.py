@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from rlgf_pl.engines.weights import load_adapters, load_full_weights
 from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.context import context_window
 from rlgf_pl.policies.generation import GenerationSettings
-from rlgf_pl.engines.weights import load_adapters, load_full_weights
 from rlgf_pl.policies.lora import has_adapters
 from rlgf_pl.serving.requests import CompletionRequest, RequestError
 

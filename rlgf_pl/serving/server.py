@@ -26,7 +26,6 @@ from rlgf_pl.serving.engine import CompletionEngine
 from rlgf_pl.serving.requests import CompletionRequest, RequestError, chat_messages, parse_request
 from rlgf_pl.serving.responses import response_body, stream_chunks
 
-
 SYNC_ROUTES = ("/update_weights_from_disk", "/load_lora_adapter", "/unload_lora_adapter")
 
 
