@@ -120,3 +120,41 @@ def test_chat_template_guide_sees_its_template_and_hands_off_text(learner_dir, m
     assert torch.equal((rollout.response_ids == marker) & generated, rollout.guide_mask.bool())
     with pytest.raises(ValueError, match="system_prompt is used only with guide.chat_template"):
         Guide(str(chat_guide), system_prompt="be kind")
+
+
+@pytest.mark.parametrize("plan", [Plan("guide", "learner", 0.6), Plan("learner", "guide", 0.8)])
+def test_fixed_length_roll_ins_stop_at_the_switch_point_with_the_same_prefixes(toy_model_dir, other_toy_model_dir,
+                                                                             plan, monkeypatch):
+    """A roll-in writer that always fills the budget: h is drawn first and the roll-in writes max(h) tokens;
+    the switch points and the roll-in's tokens before them equal the full roll-in's."""
+    import rlgf_pl.rollout.sampler as sampler_module
+
+    whole = GenerationSettings(max_new_tokens=BUDGET, min_new_tokens=BUDGET, top_k=5)
+    guide = Guide(str(other_toy_model_dir), whole)
+
+    def sample(cut: bool):
+        monkeypatch.setattr(sampler_module, "fixed_length", lambda writer, budget: cut)
+        sampler = RolloutSampler(load_policy(str(toy_model_dir)), whole, guide, max_prompt_tokens=8)
+        asked = []
+        writer = sampler.writers[plan.rollin]
+        write = writer.write
+        writer.write = lambda *args: asked.append(args[-1]) or write(*args)
+        return _sample(sampler, plan, count=24, seed=3), asked
+
+    full, full_asked = sample(cut=False)
+    cut, cut_asked = sample(cut=True)
+    h = full.switch_index
+    assert torch.equal(cut.switch_index, h) and (h > 0).any()
+    assert full_asked[0] == BUDGET and cut_asked[0] == int(h.max()) < BUDGET
+    rollin = torch.arange(BUDGET)[None, :] < h[:, None]
+    assert torch.equal(cut.response_ids[:, :BUDGET][rollin], full.response_ids[:, :BUDGET][rollin])
+    assert (cut.response_mask.sum(-1) == BUDGET).all()
+    assert sampler_module.fixed_length(RolloutSampler(load_policy(str(toy_model_dir)), whole).writers["learner"],
+                                       BUDGET) is True
+
+
+def test_roll_ins_that_may_end_early_are_written_whole(toy_model_dir):
+    from rlgf_pl.rollout.sampler import fixed_length
+
+    sampler = RolloutSampler(load_policy(str(toy_model_dir)), GenerationSettings(max_new_tokens=BUDGET, min_new_tokens=3))
+    assert fixed_length(sampler.writers["learner"], BUDGET) is False

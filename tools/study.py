@@ -42,11 +42,12 @@ from guide_ladder import REFERENCE, guide_args, rungs  # noqa: E402
 GUIDED = ["ppo_pp", "aggrevated", "lols", "d2lols"]
 NAMES = {"ppo": "PPO", "ppo_pp": "PPO++", "aggrevated": "AggreVaTeD", "lols": "LOLS", "d2lols": "D2LOLS"}
 # The budget the study shrinks each run to (beside --epochs), per task: no text metrics but the reward's (the
-# concept task keeps CIDEr-D and coverage, which the report tabulates), no checkpoint or sample table.
+# concept task keeps CIDEr-D and coverage, which the report tabulates), no checkpoint or sample table; the
+# demo validates on 128 prompts (its config: 256), the concept task collects 128 rollouts an epoch (its config: 256).
 STUDY_ARGS = {
     "demo": ["--data.init_args.metrics=[]", "--data.init_args.task.init_args.num_validation=128"],
     "concepts": ['--data.init_args.metrics=[{"class_path": "rlgf_pl.metrics.CIDErD"}, '
-                 '{"class_path": "rlgf_pl.metrics.Coverage"}]'],
+                 '{"class_path": "rlgf_pl.metrics.Coverage"}]', "--data.init_args.rollouts_per_epoch=128"],
 }
 METRICS = {"demo": ["reward"], "concepts": ["reward", "cider_d", "coverage"]}
 
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", choices=["demo", "concepts"], required=True)
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=8, help="training epochs per run (the configs: 20)")
-    parser.add_argument("--val-every", type=int, default=2, help="validate every N epochs (and before training)")
+    parser.add_argument("--val-every", type=int, default=4, help="validate every N epochs (and before training)")
     parser.add_argument("--betas", nargs="*", type=float, default=[0.3, 0.6, 0.8])
     parser.add_argument("--rungs", nargs="*", help="ladder rungs (default: the task's whole ladder and 'reference')")
     parser.add_argument("--sweeps", nargs="*", choices=["switch", "beta", "ladder"], default=["switch", "beta", "ladder"],

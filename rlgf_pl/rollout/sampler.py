@@ -38,6 +38,13 @@ def evaluation_mode(module: torch.nn.Module):
         module.train(was_training)
 
 
+def fixed_length(writer: TokenWriter | TextWriter, budget: int) -> bool:
+    """True when `writer` always writes the whole budget (its `min_new_tokens` reaches it), so a roll-in's length
+    is known before it is written. Writers through text, or with an end allowed earlier, are not."""
+    settings = getattr(writer, "settings", None)
+    return isinstance(writer, TokenWriter) and settings is not None and settings.min_new_tokens >= budget
+
+
 class RolloutSampler:
     """Generates trajectories for a plan, in the learner's tokens.
 
@@ -46,6 +53,11 @@ class RolloutSampler:
     query after its ragged prefix, prefilled in one pass (each policy kind knows where a prefix goes: after
     a causal LM's prompt, or behind a seq2seq decoder's start token). The total length never exceeds
     `settings.max_new_tokens`.
+
+    Roll-ins stop at the switch point where the plan allows it: when the roll-in writer cannot end before the
+    budget (its `min_new_tokens` reaches it, so every roll-in has length L = budget), h is drawn before the
+    roll-in and the roll-in writes max(h) tokens instead of the whole budget. The tokens before h are the ones a
+    full roll-in would have written (the same random stream, step by step), so only the wasted tail is saved.
 
     Args:
         learner: The policy being trained.
@@ -132,12 +144,15 @@ class RolloutSampler:
         writes_rollin = leaders & (plan.leader_keeps_rollin | (mix & plan.mixes))
         rollin_ids = torch.full((batch, 1), pad, dtype=torch.long, device=device)
         rollin_lengths = torch.zeros(batch, dtype=torch.long, device=device)
+        cut = plan.needs_rollin and not plan.leader_keeps_rollin and fixed_length(self.writers[plan.rollin], budget)
+        early = sample_switch_index(mix & plan.mixes, torch.full_like(rollin_lengths, budget), uniform) if cut else None
         if bool(writes_rollin.any()):
             rows = writes_rollin.nonzero().squeeze(-1)
+            rollin_budget = max(int(early[rows].max()), 1) if cut else budget  # only the tokens before h are kept
             rollin_ids, rollin_lengths = self._write_rows(plan.rollin, rows, batch, query_ids, query_mask,
-                                                          *no_prefix(query_ids), budget, references)
+                                                          *no_prefix(query_ids), rollin_budget, references)
             rollin_ids, rollin_lengths = rollin_ids[leader_of], rollin_lengths[leader_of]  # the group's roll-in
-        switch_index = sample_switch_index(mix & plan.mixes, rollin_lengths, uniform)
+        switch_index = early if cut else sample_switch_index(mix & plan.mixes, rollin_lengths, uniform)
         positions = torch.arange(rollin_ids.shape[1], device=device)
         prefix_ids, prefix_mask = pack(rollin_ids, positions[None, :] < switch_index[:, None], pad, align="left")
         remaining = budget - switch_index
