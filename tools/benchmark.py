@@ -1,11 +1,21 @@
-"""Time one RL epoch (rollout + update) of PPO, PPO++ and GRPO on the same tiny setting.
+"""Time one RL epoch (rollout + update) of PPO, PPO++, AggreVaTeD and GRPO on the same tiny setting.
 
-    python tools/benchmark.py [--reps 5] [--accelerator auto]
+    python tools/benchmark.py [--reps 5] [--accelerator auto] [--engine served]
 
 Prints one JSON object: per-algorithm median seconds per epoch (the first epoch is a warm-up and is
-dropped), the split between collecting rollouts and updating, `ppo_pp_over_ppo` and `grpo_over_ppo`. The
-PPO++ guide is the same size as the learner, so that ratio measures what the guide's roll-in adds. GRPO draws
-the same number of trajectories (`--rollouts`, 4 per prompt) with no critic to run or train.
+dropped), the split between collecting rollouts and updating, `ppo_pp_over_ppo`, `aggrevated_over_ppo` and
+`grpo_over_ppo`. The guide is the same size as the learner, so the guided ratios measure what the roll-in and
+the roll-out by another model add. Every writer writes the whole budget (`min_new_tokens` = `max_new_tokens`,
+the paper's IMDB shape), so roll-ins stop at the switch point. GRPO draws the same number of trajectories
+(`--rollouts`, 4 per prompt) with no critic to run or train.
+
+`collection_over_generate`: PPO's median collection (generation, reward, the forward passes that prepare the
+update) over one plain batched `generate` of the same prompts and budget with the same model: what the
+rollout machinery adds to generation.
+
+`--engine served` also times PPO with the learner's rollouts on `rlgf serve` (started here as a subprocess on
+the same machine), with the weights synced before each epoch: `ppo_served` (its epochs and
+`median_sync_s`) and `served_over_hf`.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch  # noqa: E402
 from lightning.pytorch import Callback  # noqa: E402
 
 from rlgf_pl.cli import build_cli  # noqa: E402
@@ -47,7 +58,8 @@ class EpochTimer(Callback):
         self.epochs.append(time.perf_counter() - self._start)
 
 
-def time_algorithm(config: str, args: argparse.Namespace, root: Path) -> dict:
+def time_algorithm(config: str, args: argparse.Namespace, root: Path, extra: tuple[str, ...] = (),
+                   callbacks: tuple[Callback, ...] | list[Callback] = ()) -> dict:
     timer = EpochTimer()
     cli = build_cli([
         "--config", str(REPO / f"configs/toy/{config}.yaml"),
@@ -59,16 +71,75 @@ def time_algorithm(config: str, args: argparse.Namespace, root: Path) -> dict:
         f"--data.init_args.ppo_epochs={args.ppo_epochs}",
         f"--data.init_args.generation.max_new_tokens={args.max_new_tokens}",
         f"--data.init_args.generation.min_new_tokens={args.max_new_tokens}",
+        *([] if config in ("ppo", "grpo") else
+          [f"--data.init_args.guide.init_args.generation.min_new_tokens={args.max_new_tokens}"]), *extra,
     ], run=False)
-    cli.trainer.callbacks.append(timer)
+    cli.trainer.callbacks.extend([timer, *callbacks])
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     epochs, collect = timer.epochs[1:], timer.collect[1:]
-    return {
+    result = {
         "median_epoch_s": statistics.median(epochs),
         "median_rollout_s": statistics.median(collect),
         "median_update_s": statistics.median(e - c for e, c in zip(epochs, collect)),
         "epochs_s": [round(e, 4) for e in epochs],
     }
+    if config == "ppo" and not extra:
+        result["median_plain_generate_s"] = plain_generate(cli, args)
+    return result
+
+
+@torch.no_grad()
+def plain_generate(cli, args: argparse.Namespace) -> float:
+    """Median seconds of one batched `generate` of an epoch's prompts with the trained learner, the same budget
+    and sampling settings as its rollouts, nothing else."""
+    policy, environment = cli.model.policy.eval(), cli.datamodule
+    prompts, _ = environment.next_prompts()
+    query = policy.encode_prompts(prompts, environment.max_prompt_tokens)
+    seconds = []
+    for _ in range(args.reps + 1):
+        started = time.perf_counter()
+        policy.generate(*query, environment.generation)
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds[1:])
+
+
+def time_served(args: argparse.Namespace, root: Path) -> dict:
+    """PPO with its rollouts on `rlgf serve` (a subprocess serving the toy learner), synced every epoch."""
+    import re
+    import subprocess
+
+    from rlgf_pl.zoo.registry import resolve_model_path
+
+    model = str(resolve_model_path("zoo:toy-gpt2"))
+    server = subprocess.Popen([sys.executable, "-m", "rlgf_pl.cli", "serve", model, "--port", "0",
+                               "--served-model-name", "learner", "--max-batch-size", "1024"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads())))
+    try:
+        for line in server.stdout:
+            found = re.search(r"at (http://\S+/v1)", line)
+            if found:
+                break
+        else:
+            raise RuntimeError("rlgf serve did not start")
+        syncs: list[float] = []
+
+        class SyncTimer(Callback):
+            def on_train_epoch_end(self, trainer, pl_module) -> None:
+                value = trainer.callback_metrics.get("train/engine_sync_s")
+                if value is not None:
+                    syncs.append(float(value))
+
+        timer = SyncTimer()
+        result = time_algorithm("ppo", args, root / "served", (
+            "--model.init_args.engine=rlgf_pl.engines.ServedEngine",
+            f"--model.init_args.engine.init_args.url={found.group(1)}",
+            "--model.init_args.engine.init_args.model=learner"), callbacks=[timer])
+        result["median_sync_s"] = statistics.median(syncs[1:] or syncs) if syncs else None
+        return result
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def main() -> None:
@@ -81,15 +152,22 @@ def main() -> None:
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--root", default="runs/benchmark")
+    parser.add_argument("--engine", choices=["hf", "served"], default="hf",
+                        help="served: also time PPO with its rollouts on rlgf serve (a subprocess)")
     args = parser.parse_args()
     import logging
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     results = {name: time_algorithm(config, args, Path(args.root)) for name, config in
-               (("ppo", "ppo"), ("ppo_pp", "ppo_pp"), ("grpo", "grpo"))}
-    for name in ("ppo_pp", "grpo"):
+               (("ppo", "ppo"), ("ppo_pp", "ppo_pp"), ("aggrevated", "aggrevated"), ("grpo", "grpo"))}
+    for name in ("ppo_pp", "aggrevated", "grpo"):
         results[f"{name}_over_ppo"] = results[name]["median_epoch_s"] / results["ppo"]["median_epoch_s"]
-    results["setting"] = {k: v for k, v in vars(args).items() if k != "root"}
+    results["collection_over_generate"] = (results["ppo"]["median_rollout_s"] /
+                                           results["ppo"]["median_plain_generate_s"])
+    if args.engine == "served":
+        results["ppo_served"] = time_served(args, Path(args.root))
+        results["served_over_hf"] = results["ppo_served"]["median_epoch_s"] / results["ppo"]["median_epoch_s"]
+    results["setting"] = {k: v for k, v in vars(args).items() if k != "root"} | {"threads": torch.get_num_threads()}
     print(json.dumps(results, indent=2))
 
 

@@ -81,8 +81,8 @@ class Distill(RLGFModule):
         with evaluation_mode(guide.policy):
             for start in range(0, rollout.batch_size, chunk):
                 rows = slice(start, start + chunk)
-                parts.append(guide.policy(rollout.query_ids[rows], rollout.query_mask[rows], rollout.response_ids[rows],
-                                          rollout.response_mask[rows])[0])
+                parts.append(guide.policy.logprobs(rollout.query_ids[rows], rollout.query_mask[rows],
+                                                   rollout.response_ids[rows], rollout.response_mask[rows]))
         return torch.cat(parts).to(rollout.response_ids.device)
 
     def estimate_advantages(self, rollout: Rollout, rewards: Tensor, forward: RolloutForward,

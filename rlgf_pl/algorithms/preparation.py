@@ -54,7 +54,7 @@ class RolloutPreparation:
                     hook(self.trainer, self, rollout, scores)
         batch = self.prepare(rollout, scores, environment)
         if sync_seconds:
-            self._rollout_stats["train/engine_sync_s"] = torch.tensor(sync_seconds)
+            self._rollout_stats["train/engine_sync_s"] = torch.tensor(sync_seconds, device=self.device)
         if self.hparams.sft_coef > 0:
             batch.target_ids, batch.target_mask = reference_targets(
                 self.policy, rollout.prompts, rollout.references, environment.generation.max_new_tokens,
@@ -116,8 +116,8 @@ class RolloutPreparation:
             for start in range(0, rollout.batch_size, chunk):
                 part = (rollout.query_ids[start : start + chunk], rollout.query_mask[start : start + chunk],
                         rollout.response_ids[start : start + chunk], rollout.response_mask[start : start + chunk])
-                logprobs.append(self.policy(*part)[0])
-                ref_logprobs.append(self.reference(*part)[0])
+                logprobs.append(self.policy.logprobs(*part))
+                ref_logprobs.append(self.reference.logprobs(*part))
                 if critic is not None:
                     values.append(critic(*part))
         return RolloutForward(torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values) if values else None)

@@ -37,11 +37,20 @@ def continuation_lengths(new_tokens: Tensor, eos_token_ids: tuple[int, ...]) -> 
     return torch.clamp(first_eos + 1, max=width)
 
 
+def token_logprobs(logits: Tensor, tokens: Tensor) -> Tensor:
+    """Log-prob of each token: its logit minus the log-normalizer, without materializing the log-softmax over
+    the vocabulary. logits [B, T, V], tokens [B, T] -> [B, T]."""
+    logits = logits.float()
+    return logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
 def token_logprobs_and_entropy(logits: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:
-    """Log-prob of each token and the entropy of its distribution. logits [B, T, V], tokens [B, T] -> 2x[B, T]."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    token_logp = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    entropy = -(logp.exp() * logp).sum(-1)
+    """Log-prob of each token (exactly as `token_logprobs`) and the entropy of its distribution.
+    logits [B, T, V], tokens [B, T] -> 2x[B, T]."""
+    logits = logits.float()
+    normalizer = torch.logsumexp(logits, dim=-1)
+    token_logp = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - normalizer
+    entropy = normalizer - (torch.softmax(logits, dim=-1) * logits).sum(-1)
     return token_logp, entropy
 
 
@@ -201,6 +210,12 @@ class Policy(nn.Module, ABC):
         with self._network():
             logits = self.response_logits(query_ids, query_mask, response_ids, response_mask)
         return token_logprobs_and_entropy(logits, response_ids)
+
+    def logprobs(self, query_ids: Tensor, query_mask: Tensor, response_ids: Tensor, response_mask: Tensor) -> Tensor:
+        """Per-token log-probs of the given responses, without the entropy (what preparing rollouts needs). [B, T]."""
+        with self._network():
+            logits = self.response_logits(query_ids, query_mask, response_ids, response_mask)
+        return token_logprobs(logits, response_ids)
 
     # ---- what a critic reads -------------------------------------------------------------------
     @property
