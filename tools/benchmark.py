@@ -9,9 +9,12 @@ the roll-out by another model add. Every writer writes the whole budget (`min_ne
 the paper's IMDB shape), so roll-ins stop at the switch point. GRPO draws the same number of trajectories
 (`--rollouts`, 4 per prompt) with no critic to run or train.
 
-`collection_over_generate`: PPO's median collection (generation, reward, the forward passes that prepare the
-update) over one plain batched `generate` of the same prompts and budget with the same model: what the
-rollout machinery adds to generation.
+`collection_over_generate`, the collection guard, at the shape of the comparison with TRL's PPOTrainer (the
+demo's tiny GPT-2 `zoo:imdb-tiny`, 112 trajectories, 64-token prompts, 48 new tokens): the sampler's rollouts
+(through the learner's engine: generation, packing, text) over one plain batched `generate` of the same
+prompts and settings with the same model, medians over `--reps` interleaved pairs. The forward passes that
+prepare the update and the reward are not collection (TRL times them in its step); they show in
+`median_rollout_s` of each algorithm, which is everything before the first update.
 
 `--engine served` also times PPO with the learner's rollouts on `rlgf serve` (started here as a subprocess on
 the same machine), with the weights synced before each epoch: `ppo_served` (its epochs and
@@ -83,24 +86,35 @@ def time_algorithm(config: str, args: argparse.Namespace, root: Path, extra: tup
         "median_update_s": statistics.median(e - c for e, c in zip(epochs, collect)),
         "epochs_s": [round(e, 4) for e in epochs],
     }
-    if config == "ppo" and not extra:
-        result["median_plain_generate_s"] = plain_generate(cli, args)
     return result
 
 
 @torch.no_grad()
-def plain_generate(cli, args: argparse.Namespace) -> float:
-    """Median seconds of one batched `generate` of an epoch's prompts with the trained learner, the same budget
-    and sampling settings as its rollouts, nothing else."""
-    policy, environment = cli.model.policy.eval(), cli.datamodule
-    prompts, _ = environment.next_prompts()
+def collection_guard(args: argparse.Namespace) -> dict:
+    """The demo learner's rollouts through the sampler against plain `generate` of the same batch (see above)."""
+    cli = build_cli(["--config", str(REPO / "configs/demo/ppo.yaml"), "--trainer.logger=false",
+                     f"--trainer.accelerator={args.accelerator}", "--data.init_args.metrics=[]",
+                     f"--data.init_args.rollouts_per_epoch={args.rollouts}",
+                     f"--data.init_args.generation.max_new_tokens={args.max_new_tokens}",
+                     f"--data.init_args.generation.min_new_tokens={args.max_new_tokens}"], run=False)
+    module, environment = cli.model, cli.datamodule
+    module.configure_model()
+    environment.setup("fit")
+    policy = module.policy.to(cli.trainer.strategy.root_device).eval()
+    prompts, references = environment.next_prompts()
     query = policy.encode_prompts(prompts, environment.max_prompt_tokens)
-    seconds = []
-    for _ in range(args.reps + 1):
+    sampler = module.sampler(environment.generation, environment, module.engine)
+    generate, collect = [], []
+    for _ in range(args.reps + 1):  # interleaved, so drift in the machine's speed hits both alike
         started = time.perf_counter()
         policy.generate(*query, environment.generation)
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds[1:])
+        generate.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        sampler.sample(prompts, references, module.plan, environment.generator)
+        collect.append(time.perf_counter() - started)
+    return {"median_generate_s": statistics.median(generate[1:]), "median_collection_s": statistics.median(collect[1:]),
+            "shape": {"trajectories": len(prompts), "prompt_tokens": int(query[0].shape[1]),
+                      "new_tokens": args.max_new_tokens, "model": "zoo:imdb-tiny"}}
 
 
 def time_served(args: argparse.Namespace, root: Path) -> dict:
@@ -162,8 +176,9 @@ def main() -> None:
                (("ppo", "ppo"), ("ppo_pp", "ppo_pp"), ("aggrevated", "aggrevated"), ("grpo", "grpo"))}
     for name in ("ppo_pp", "aggrevated", "grpo"):
         results[f"{name}_over_ppo"] = results[name]["median_epoch_s"] / results["ppo"]["median_epoch_s"]
-    results["collection_over_generate"] = (results["ppo"]["median_rollout_s"] /
-                                           results["ppo"]["median_plain_generate_s"])
+    results["collection_guard"] = collection_guard(args)
+    results["collection_over_generate"] = (results["collection_guard"]["median_collection_s"] /
+                                           results["collection_guard"]["median_generate_s"])
     if args.engine == "served":
         results["ppo_served"] = time_served(args, Path(args.root))
         results["served_over_hf"] = results["ppo_served"]["median_epoch_s"] / results["ppo"]["median_epoch_s"]

@@ -8,7 +8,9 @@
 #   2. a LoRA PPO fit of SmolLM2-135M-Instruct (134.5M parameters, zoo:smollm2-135m), bf16-mixed;
 #   3. the same LoRA fit under FSDP, and under DeepSpeed ZeRO-2, on every GPU present (needs `deepspeed`;
 #      skipped with a note when it is not installed);
-#   4. full fine-tuning of SmolLM2 under FSDP on every GPU.
+#   4. full fine-tuning of SmolLM2 under FSDP on every GPU;
+#   5. the LoRA fit with its rollouts on a vLLM server (the served engine: adapters synced to vLLM's runtime
+#      LoRA route before each epoch), when vllm is installed (skipped with a note otherwise).
 # Each fit runs with callbacks.Throughput (in configs/smollm2/trainer.yaml; added for the quickstart), which prints per epoch the generation and update tokens/s and
 # the peak GPU memory (and logs them as perf/* in TensorBoard). A summary table is printed at the end and
 # written to OUT_DIR/summary.txt. The exit status is the number of fits that failed.
@@ -54,6 +56,21 @@ if python -c "import deepspeed" 2>/dev/null; then
     --trainer.strategy=deepspeed_stage_2 --data.init_args.rollouts_per_epoch=$((64 * GPUS)) --data.init_args.minibatch_size=32
 else
   echo "smollm2_lora_zero2     skipped: deepspeed is not installed (pip install deepspeed)" | tee -a "$SUMMARY"
+fi
+if python -c "import vllm" 2>/dev/null; then
+  SMOL=$(python -c "from rlgf_pl.zoo.registry import resolve_model_path; print(resolve_model_path('zoo:smollm2-135m'))")
+  VLLM_ALLOW_RUNTIME_LORA_UPDATING=True python -m vllm.entrypoints.openai.api_server --model "$SMOL" \
+    --served-model-name learner --enable-lora --max-lora-rank 64 --port 8011 --gpu-memory-utilization 0.3 \
+    >"$OUT/vllm.log" 2>&1 &
+  VLLM_PID=$!
+  for _ in $(seq 180); do curl -sf http://127.0.0.1:8011/health >/dev/null 2>&1 && break; sleep 2; done
+  fit smollm2_lora_vllm --config configs/smollm2/ppo.yaml "${GPU[@]}" --trainer.devices=1 \
+    --data.init_args.rollouts_per_epoch=128 --data.init_args.minibatch_size=32 \
+    --model.init_args.engine=rlgf_pl.engines.ServedEngine \
+    --model.init_args.engine.init_args.url=http://127.0.0.1:8011/v1 --model.init_args.engine.init_args.model=learner
+  kill "$VLLM_PID" 2>/dev/null; wait "$VLLM_PID" 2>/dev/null
+else
+  echo "smollm2_lora_vllm      skipped: vllm is not installed (pip install vllm)" | tee -a "$SUMMARY"
 fi
 echo "gpu_check: $FAILED failed; logs and TensorBoard runs in $OUT"
 exit "$FAILED"
