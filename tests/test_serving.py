@@ -151,6 +151,11 @@ MALFORMED = [
     ("completions", {"prompt": "a", "stream_options": {"include_usage": True}}, "stream_options"),
     ("completions", {"prompt": "a", "foo": 1}, "foo"),
     ("completions", {"prompt": "a", "model": 5}, "model"),
+    ("completions", {"prompt": [[1, 2], [-1]]}, "prompt"),
+    ("completions", {"prompt": [[1, 2]], "echo": True}, "echo"),
+    ("completions", {"prompt": [[1, 100_000]]}, "prompt"),
+    ("completions", {"prompt": "a", "max_tokens": 4, "min_tokens": 5}, "min_tokens"),
+    ("completions", {"prompt": "a", "return_token_ids": 1}, "return_token_ids"),
 ]
 
 
@@ -186,3 +191,18 @@ def test_a_stop_string_cuts_the_text_and_the_token_count(client):
                                         stop=[tokens[2].strip(), "never written"])
     assert stopped.choices[0].text == "".join(tokens[:2]) + " "
     assert stopped.choices[0].finish_reason == "stop" and stopped.usage.completion_tokens == 3
+
+
+def test_token_id_prompts_equal_their_text_and_return_their_tokens(served, client):
+    policy, _ = served
+    ids = policy.tokenizer(PROMPTS)["input_ids"]
+    by_text = client.completions.create(model="toy", prompt=PROMPTS, max_tokens=6, temperature=0)
+    by_ids = client.completions.create(model="toy", prompt=ids, max_tokens=6, temperature=0,
+                                       extra_body={"return_token_ids": True})
+    assert [c.text for c in by_ids.choices] == [c.text for c in by_text.choices]
+    for choice in by_ids.choices:
+        assert choice.finish_reason == "stop" or len(choice.token_ids) == 6
+        assert policy.tokenizer.decode(choice.token_ids, skip_special_tokens=True).strip() == choice.text.strip()
+    whole = client.completions.create(model="toy", prompt=ids, max_tokens=6, temperature=0,
+                                      extra_body={"return_token_ids": True, "min_tokens": 6})
+    assert all(len(choice.token_ids) == 6 for choice in whole.choices)  # no end before min_tokens
