@@ -43,7 +43,11 @@ class GuideResponseError(UserInputError, ValueError):
     """A guide's server answered with something that is not an OpenAI-style completion."""
 
 
-class WeightSyncError(UserInputError, ConnectionError):
+class RolloutServerError(UserInputError, ConnectionError):
+    """The server that generates the learner's rollouts could not be reached, or answered with an error."""
+
+
+class WeightSyncError(RolloutServerError):
     """The rollout server did not take the learner's new weights (or could not be reached to send them)."""
 
 

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from rlgf_pl.engines.base import RolloutEngine
 from rlgf_pl.engines.weights import write_adapters, write_full_weights
-from rlgf_pl.errors import ConfigError, StaleWeightsError, WeightSyncError
+from rlgf_pl.errors import ConfigError, RolloutServerError, StaleWeightsError, WeightSyncError
 from rlgf_pl.policies.base import Policy
 from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.policies.lora import has_adapters
@@ -91,9 +91,12 @@ class ServedEngine(RolloutEngine):
         try:
             listed = self.http.get(f"{self.url}/models")
         except httpx.HTTPError as failure:
-            raise WeightSyncError(f"The rollout server at {self.url} could not be reached ({failure}). Start it "
-                                  f"first: rlgf serve MODEL --served-model-name {self.model} (README, 'Scale').") from failure
-        names = [entry.get("id") for entry in listed.json().get("data", [])] if listed.status_code == 200 else []
+            raise RolloutServerError(f"The rollout server at {self.url} could not be reached ({failure}). Start it "
+                                     f"first: rlgf serve MODEL --served-model-name {self.model} (README, 'Scale').") from failure
+        if listed.status_code != 200:
+            raise RolloutServerError(f"The rollout server at {self.url} answered {listed.status_code} to /models: "
+                                     f"{listed.text[:300]} (an API key: model.init_args.engine.init_args.api_key_env).")
+        names = [entry.get("id") for entry in listed.json().get("data", [])]
         if self.model not in names:
             raise ConfigError(f"The rollout server at {self.url} serves {names}, not {self.model!r}: set "
                               "model.init_args.engine.init_args.model to the learner's served name.")
@@ -162,11 +165,11 @@ class ServedEngine(RolloutEngine):
             payload.update(top_p=settings.top_p, seed=int(torch.randint(0, 2**31 - 1, (1,))))
             if settings.top_k:
                 payload["top_k"] = settings.top_k
-        body = self._post(f"{self.url}/completions", payload, "Rollout generation", WeightSyncError).json()
+        body = self._post(f"{self.url}/completions", payload, "Rollout generation", RolloutServerError).json()
         self._check_version(body)
         choices = sorted(body.get("choices", []), key=lambda choice: choice["index"])
         if len(choices) != len(rows) or any(choice.get("token_ids") is None for choice in choices):
-            raise WeightSyncError("The rollout server did not return one choice with token ids per prompt; it needs "
+            raise RolloutServerError("The rollout server did not return one choice with token ids per prompt; it needs "
                                   "`return_token_ids` (vLLM >= 0.10.2, SGLang, rlgf serve).")
         return self._tokens(policy, choices, settings.max_new_tokens, query_ids.device)
 
