@@ -1,6 +1,6 @@
 """Time one RL epoch (rollout + update) of PPO, PPO++, AggreVaTeD and GRPO on the same tiny setting.
 
-    python tools/benchmark.py [--reps 5] [--accelerator auto] [--engine served]
+    python tools/benchmark.py [--reps 10] [--accelerator auto] [--engine served]
 
 Prints one JSON object: per-algorithm median seconds per epoch (the first epoch is a warm-up and is
 dropped), the split between collecting rollouts and updating, `ppo_pp_over_ppo`, `aggrevated_over_ppo` and
@@ -158,7 +158,7 @@ def time_served(args: argparse.Namespace, root: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=5, help="timed epochs per algorithm (after one warm-up)")
+    parser.add_argument("--reps", type=int, default=10, help="timed epochs per algorithm (after one warm-up)")
     parser.add_argument("--rollouts", type=int, default=112)
     parser.add_argument("--minibatch", type=int, default=28)
     parser.add_argument("--ppo-epochs", type=int, default=5)
