@@ -337,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
                 if (folder(args.root, args.task, run, seed) / "done").is_file()}
     strengths = guide_strengths(args.task, ladder, args.root)
     command = " ".join(["python tools/study.py run", f"--task {args.task}", f"--epochs {args.epochs}",
-                        "--seeds " + " ".join(map(str, args.seeds)), f"--jobs {args.jobs}"])
+                        f"--val-every {args.val_every}", "--seeds " + " ".join(map(str, args.seeds)),
+                        "--rungs " + " ".join(ladder), "--jobs 2"])
     print(report(args.task, sweeps, outcomes, strengths, args.epochs,
                  args.out or REPO / f"docs/results/study/{args.task}", command))
     return 0
