@@ -1,5 +1,6 @@
 """`rlgf serve`: an OpenAI-compatible server over any local Hugging Face LM (causal or seq2seq), so a guide can
-run on another machine (or GPU) and be reached with `APIGuide`, or with the official `openai` client.
+run on another machine (or GPU) and be reached with `APIGuide`, or with the official `openai` client, and so
+the learner's rollouts can run on it (`rlgf_pl.engines.ServedEngine`, which keeps it on the learner's weights).
 
     rlgf serve zoo:toy-guide --port 8000          # then base_url: http://HOST:8000/v1
 
@@ -7,7 +8,9 @@ Endpoints: GET /v1/models, POST /v1/completions and /v1/chat/completions, with `
 ending in `data: [DONE]`, and `stream_options.include_usage`), `n`, `max_tokens` (chat: also
 `max_completion_tokens`; unset, the rest of the context window), `temperature` (0: greedy), `top_p`, `stop`,
 `seed`, `logprobs` (completions: up to 5 alternatives; chat: `logprobs` with `top_logprobs` up to 20), `echo`,
-and vLLM's `top_k`. Every answer counts its `usage` in tokens. A field the server cannot honour, or one that is
+and vLLM's `top_k`, `min_tokens` and `return_token_ids`; a completion prompt may be token ids. Weight sync for
+RL: POST /update_weights_from_disk (SGLang's), /v1/load_lora_adapter and /v1/unload_lora_adapter (vLLM's);
+every answer then reports the `weight_version` that wrote it. Every answer counts its `usage` in tokens. A field the server cannot honour, or one that is
 malformed, is a 400 in OpenAI's error shape naming it.
 
 Requests that arrive together are generated together (`engine.py`). A streamed answer is sent when its batch
