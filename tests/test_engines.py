@@ -182,3 +182,18 @@ def test_fit_with_the_served_engine_trains_and_a_failed_sync_stops_with_the_chec
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_request_for_an_adapter_replaced_before_its_turn_is_refused(server, toy_model_dir, tmp_path):
+    from rlgf_pl.serving import RequestError, parse_request
+
+    learner = load_policy(str(toy_model_dir)).eval()
+    add_adapters(learner.model, LoraSettings(r=4, target_modules=["c_attn"]))
+    engine = server.engine
+    engine.load_adapter("learner-v1", write_adapters(learner.model, tmp_path / "v1"))
+    request = parse_request({"prompt": "the movie was", "model": "learner-v1"}, False, "learner",
+                            engine.served_adapters())
+    jobs = engine.jobs_for(request)
+    engine.load_adapter("learner-v2", write_adapters(learner.model, tmp_path / "v2"))
+    with pytest.raises(RequestError, match="'learner-v1' was replaced by 'learner-v2'"):
+        engine.generate(jobs)

@@ -200,8 +200,12 @@ class CompletionEngine:
         with self.tokenizer_lock:
             query = (self._padded([job.ids for job in jobs]) if jobs[0].ids is not None else
                      policy.encode_prompts([job.text for job in jobs], None, add_special_tokens=not request.chat))
+        if request.adapter is not None and request.adapter != self.adapter:
+            raise RequestError(HTTPStatus.NOT_FOUND, f"The LoRA adapter {request.adapter!r} was replaced by "
+                                                     f"{self.adapter!r} before its turn; ask again.", "model",
+                               "model_not_found")
         if has_adapters(policy.model):  # the base model's name runs with the adapters off
-            policy.adapters_off = request.model != self.adapter
+            policy.adapters_off = request.adapter is None
         with torch.random.fork_rng(devices=[policy.device] if policy.device.type == "cuda" else []):
             if request.seed is not None:
                 torch.manual_seed(request.seed)

@@ -52,6 +52,7 @@ class CompletionRequest:
         texts: The prompt texts (a chat request's conversation rendered through the chat template); empty
             strings for token-id prompts.
         model: The served name asked for (the base model's, or a loaded LoRA adapter's).
+        adapter: The LoRA adapter asked for (None: the base model).
         chat: True for /v1/chat/completions (the text already spells out its special tokens).
         n: Choices per prompt.
         max_tokens: Most new tokens per choice; None: as many as the context holds.
@@ -71,6 +72,7 @@ class CompletionRequest:
     texts: tuple[str, ...]
     chat: bool
     model: str = ""
+    adapter: str | None = None
     n: int = 1
     max_tokens: int | None = 16
     temperature: float = 1.0
@@ -249,7 +251,8 @@ def parse_request(body: Any, chat: bool, served_name: str, adapters: tuple[str, 
     if body.get("user") is not None and not isinstance(body["user"], str):
         raise bad("user", f"'user' must be a string, got {body['user']!r}.")
     request = CompletionRequest(
-        texts=texts, chat=chat, model=model, token_prompts=token_prompts, n=n, max_tokens=max_tokens, stop=_stops(body), seed=seed, stream=stream,
+        texts=texts, chat=chat, model=model, adapter=model if model in adapters else None,
+        token_prompts=token_prompts, n=n, max_tokens=max_tokens, stop=_stops(body), seed=seed, stream=stream,
         include_usage=include_usage, logprobs=logprobs, echo=echo,
         temperature=_number(body, "temperature", 1.0, 0.0, 100.0), top_p=_number(body, "top_p", 1.0, 1e-9, 1.0),
         top_k=max(0, _integer(body, "top_k", 0, -1, 1_000_000)),  # vLLM's extension; -1 or 0: off
