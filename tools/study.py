@@ -16,7 +16,7 @@ Each run is `rlgf fit` of `configs/{task}/{algorithm}.yaml` with the study's bud
 `STUDY_ARGS` below, stated in the report): no checkpoints, no text metrics but those the report reads,
 validation every `--val-every` epochs. The final metric is the last validation's (the task's validation
 prompts); the untrained learner is the validation before training (step 0) of the same runs. A finished run
-has `done` in its folder; a stopped study picks up where it was. The report writes `{out}/README.md` (the
+has `done` in its folder; a stopped study picks up where it was. The report writes `{out}/results.md` (the
 tables, the settings and the commands) and `switch.png`, `beta.png`, `ladder.png`, `curves.png`.
 """
 
@@ -189,8 +189,29 @@ def finals(outcomes: dict[tuple[Run, int], Outcome], run: Run, metric: str) -> l
     return [outcome.final(metric) for (each, _), outcome in outcomes.items() if each == run]
 
 
+def settings(task: str, outcomes: dict[tuple[Run, int], Outcome], epochs: int, val_every: int) -> list[str]:
+    """The budget each run had, against the task's configs, and what the runs cost here."""
+    import yaml
+
+    configs = Path(__file__).resolve().parent.parent / "configs" / task
+    trainer = yaml.safe_load((configs / "trainer.yaml").read_text())
+    data = yaml.safe_load((configs / "data.yaml").read_text())["init_args"]
+    seconds = [outcome.seconds for outcome in outcomes.values()]
+    seeds = sorted({seed for _, seed in outcomes})
+    return ["## Settings", "",
+            f"- `configs/{task}/{{algorithm}}.yaml`, each with {epochs} epochs (the configs: "
+            f"{trainer['max_epochs']}) and validation every {val_every} epochs and before training (the configs: "
+            f"every {trainer['check_val_every_n_epoch']}); the configs' {data['rollouts_per_epoch']} rollouts per "
+            f"epoch and {data['task']['init_args'].get('num_validation', 'all')} validation prompts, unless the "
+            "overrides below say otherwise.",
+            "- Overrides: " + ", ".join(f"`{argument}`" for argument in STUDY_ARGS[task]) + ".",
+            f"- Seeds {', '.join(map(str, seeds))}; {len(outcomes)} runs, {statistics.fmean(seconds):.0f} s each on "
+            f"average ({sum(seconds) / 3600:.1f} hours of runs in all)." if seconds else "",
+            ""]
+
+
 def report(task: str, sweeps: dict[str, list[Run]], outcomes: dict[tuple[Run, int], Outcome],
-           strengths: dict[str, float], epochs: int, out: Path, command: str) -> str:
+           strengths: dict[str, float], epochs: int, val_every: int, out: Path, command: str) -> str:
     metrics = METRICS[task]
     main = metrics[0]
     ppo = Run("ppo", None)
@@ -220,7 +241,11 @@ def report(task: str, sweeps: dict[str, list[Run]], outcomes: dict[tuple[Run, in
         lines.append(f"| {NAMES[algorithm]} | " + " | ".join(
             cell(finals(outcomes, run, main)) for run in sweeps["ladder"] if run.algorithm == algorithm) + " |")
     lines += ["", "The header gives each rung's own validation reward as a writer (`val/guide/reward`, its "
-              "sampling settings, the same prompts).", "", "Made with:", "", "```bash", command, "```", ""]
+              "sampling settings, the same prompts). `reference` writes the task's reference continuation (`ReferenceGuide`); "
+              "where the reward compares a text with the references, the reference is scored against itself, so its "
+              "strength is an oracle's and sits off the rungs' scale.", ""]
+    lines += settings(task, outcomes, epochs, val_every)
+    lines += ["Made with:", "", "```bash", command, "```", ""]
     plot(task, sweeps, outcomes, strengths, epochs, out)
     text = "\n".join(lines)
     out.mkdir(parents=True, exist_ok=True)
@@ -339,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python tools/study.py run", f"--task {args.task}", f"--epochs {args.epochs}",
                         f"--val-every {args.val_every}", "--seeds " + " ".join(map(str, args.seeds)),
                         "--rungs " + " ".join(ladder), "--jobs 2"])
-    print(report(args.task, sweeps, outcomes, strengths, args.epochs,
+    print(report(args.task, sweeps, outcomes, strengths, args.epochs, args.val_every,
                  args.out or REPO / f"docs/results/study/{args.task}", command))
     return 0
 
