@@ -63,3 +63,10 @@ def test_report_tabulates_mean_and_std_over_seeds_and_draws_the_four_plots(study
     assert "each with 8 epochs (the configs: 20)" in text
     assert (tmp_path / "results.md").read_text() == text
     assert all((tmp_path / f"{name}.png").stat().st_size > 0 for name in ("switch", "beta", "ladder", "curves"))
+
+
+def test_a_report_without_finished_runs_says_where_it_looked_and_writes_nothing(study, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert study.main(["report", "--task", "demo", "--root", str(tmp_path), "--out", str(out)]) == 1
+    assert f"No finished runs under {tmp_path / 'demo'}" in capsys.readouterr().err
+    assert not out.exists()

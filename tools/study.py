@@ -360,6 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = {(run, seed): load_outcome(folder(args.root, args.task, run, seed), METRICS[args.task])
                 for run in unique_runs(sweeps) for seed in args.seeds
                 if (folder(args.root, args.task, run, seed) / "done").is_file()}
+    if not outcomes:
+        print(f"No finished runs under {args.root / args.task} (a finished run has `done` in its folder): "
+              f"run `python tools/study.py run --task {args.task}` first, or pass --root.", file=sys.stderr)
+        return 1
     strengths = guide_strengths(args.task, ladder, args.root)
     command = " ".join(["python tools/study.py run", f"--task {args.task}", f"--epochs {args.epochs}",
                         f"--val-every {args.val_every}", "--seeds " + " ".join(map(str, args.seeds)),
