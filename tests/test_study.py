@@ -1,5 +1,7 @@
-"""tools/study.py: the study's plan, each run's `rlgf fit` arguments, and the report from finished runs."""
+"""tools/study.py and study_report.py: the study's plan, each run's `rlgf fit` arguments, and the report from
+finished runs."""
 
+import importlib
 import importlib.util
 import json
 import sys
@@ -18,6 +20,11 @@ def study():
     spec.loader.exec_module(module)
     yield module
     del sys.modules["study_tool"]
+
+
+@pytest.fixture(scope="module")
+def study_report(study):
+    return importlib.import_module("study_report")  # on the path that study.py set
 
 
 def test_plan_sweeps_the_switch_beta_and_ladder_and_shares_the_runs_they_have_in_common(study):
@@ -45,7 +52,7 @@ def test_a_switch_run_hands_its_epoch_to_the_switch_callback(study, tmp_path):
     assert run.name == "d2lols_switch6@imdb-tiny-guide-25"
 
 
-def test_report_tabulates_mean_and_std_over_seeds_and_draws_the_four_plots(study, tmp_path):
+def test_report_tabulates_mean_and_std_over_seeds_and_draws_the_four_plots(study, study_report, tmp_path):
     pytest.importorskip("matplotlib")
     sweeps = study.plan("demo", epochs=8, betas=[0.3, 0.6, 0.8], ladder=["imdb-tiny", "imdb-tiny-guide"])
     final = {"ppo": [0.70, 0.80, 0.75]}  # mean 0.750, std 0.050
@@ -53,9 +60,10 @@ def test_report_tabulates_mean_and_std_over_seeds_and_draws_the_four_plots(study
     for run in study.unique_runs(sweeps):
         for seed, value in enumerate(final.get(run.name, [0.6, 0.6, 0.6])):
             curve = [(0.0, 0.5), (4.0, (0.5 + value) / 2), (8.0, value)]
-            outcomes[(run, seed)] = study.Outcome({"reward": curve}, seconds=10.0)
-    text = study.report("demo", sweeps, outcomes, {"imdb-tiny": 0.61, "imdb-tiny-guide": 0.78}, epochs=8,
-                        val_every=4, out=tmp_path, command="python tools/study.py run --task demo")
+            outcomes[(run, seed)] = study_report.Outcome({"reward": curve}, seconds=10.0)
+    text = study_report.report("demo", sweeps, outcomes, {"imdb-tiny": 0.61, "imdb-tiny-guide": 0.78}, epochs=8,
+                               val_every=4, overrides=study.STUDY_ARGS["demo"], out=tmp_path,
+                               command="python tools/study.py run --task demo")
     assert "untrained learner (the validation before training, every run): 0.500 ± 0.000" in text
     assert "PPO: 0.750 ± 0.050" in text
     assert "| 4 | 50 | 0.600 ± 0.000 | 3 |" in text  # the switch table: epoch, % of training, reward, n
