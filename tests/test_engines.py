@@ -197,3 +197,29 @@ def test_a_request_for_an_adapter_replaced_before_its_turn_is_refused(server, to
     engine.load_adapter("learner-v2", write_adapters(learner.model, tmp_path / "v2"))
     with pytest.raises(RequestError, match="'learner-v1' was replaced by 'learner-v2'"):
         engine.generate(jobs)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_full_weights_are_written_under_the_checkpoint_names_serving_engines_load(tmp_path, tied):
+    """A tied embedding is written once under the input embedding's name, as `save_pretrained` writes it: vLLM and
+    SGLang skip `lm_head.weight` of a tied model, so a file with only the head's name would leave them stale."""
+    from safetensors import safe_open
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from rlgf_pl.engines.weights import FULL_FILE, load_full_weights, write_full_weights
+
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=40, tie_word_embeddings=tied)
+    model = GPT2LMHeadModel(config)
+    nudge(type("Trained", (), {"model": model})())
+    write_full_weights(model, tmp_path / "sync")
+    model.save_pretrained(tmp_path / "checkpoint")
+    names = {}
+    for folder in ("sync", "checkpoint"):
+        with safe_open(str(tmp_path / folder / FULL_FILE), "pt") as file:
+            names[folder] = set(file.keys())
+    assert names["sync"] == names["checkpoint"]
+    assert "transformer.wte.weight" in names["sync"] and ("lm_head.weight" in names["sync"]) == (not tied)
+    served = GPT2LMHeadModel(config)
+    load_full_weights(served, tmp_path / "sync")
+    for (name, mine), theirs in zip(model.state_dict().items(), served.state_dict().values()):
+        assert torch.equal(mine, theirs), name

@@ -8,11 +8,14 @@ asks the engine, never the policy's `generate`; the update always recomputes log
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-from rlgf_pl.policies.base import Policy
-from rlgf_pl.policies.generation import GenerationSettings
+if TYPE_CHECKING:  # annotations only: the policies import the engines (a TokenWriter writes through one)
+    from rlgf_pl.policies.base import Policy
+    from rlgf_pl.policies.generation import GenerationSettings
+
 
 
 class RolloutEngine(ABC):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import Tensor
 
 from rlgf_pl.engines.base import RolloutEngine
-from rlgf_pl.policies.base import Policy
-from rlgf_pl.policies.generation import GenerationSettings
+
+if TYPE_CHECKING:  # annotations only: the policies import the engines (a TokenWriter writes through one)
+    from rlgf_pl.policies.base import Policy
+    from rlgf_pl.policies.generation import GenerationSettings
 
 
 class HFEngine(RolloutEngine):

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import torch
@@ -30,9 +31,11 @@ from torch import Tensor
 from rlgf_pl.engines.base import RolloutEngine
 from rlgf_pl.engines.weights import write_adapters, write_full_weights
 from rlgf_pl.errors import ConfigError, RolloutServerError, StaleWeightsError, WeightSyncError
-from rlgf_pl.policies.base import Policy
-from rlgf_pl.policies.generation import GenerationSettings
 from rlgf_pl.policies.lora import has_adapters
+
+if TYPE_CHECKING:  # annotations only: the policies import the engines (a TokenWriter writes through one)
+    from rlgf_pl.policies.base import Policy
+    from rlgf_pl.policies.generation import GenerationSettings
 
 
 class ServedEngine(RolloutEngine):

@@ -1,7 +1,8 @@
 """The learner's weights as files a serving engine loads: the whole state dict, or LoRA adapters alone.
 
-Full weights: one `model.safetensors` (shared tensors such as tied embeddings stored once), loaded with the
-same names into the same architecture. Adapters: peft's format (`adapter_model.safetensors` whose names read
+Full weights: one `model.safetensors` under the names of the model's Hugging Face checkpoint (a tied
+embedding stored once, under the input embedding's name, as serving engines expect), loaded into the same
+architecture. Adapters: peft's format (`adapter_model.safetensors` whose names read
 `base_model.model.<module>.lora_A.weight`, and `adapter_config.json`), which vLLM's and SGLang's
 `load_lora_adapter` read as well as `rlgf serve`.
 """
@@ -24,12 +25,29 @@ PEFT_PREFIX = "base_model.model."
 ADAPTER_NAME = "default"
 
 
+def checkpoint_tensors(model: nn.Module) -> dict[str, Tensor]:
+    """`model`'s state dict as a Hugging Face checkpoint names it: a tensor that several names share (tied
+    embeddings) once, under its first name in module order, the input embedding's. Serving engines load a tied
+    model's embedding from that name and skip `lm_head.weight`, so a file that kept only the head's name would
+    leave the server's embedding and head on the old weights."""
+    kept: dict[str, Tensor] = {}
+    seen: set[tuple] = set()
+    for name, tensor in model.state_dict().items():
+        place = (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
+                 tuple(tensor.stride()), tensor.dtype)
+        if place not in seen:
+            seen.add(place)
+            kept[name] = tensor.detach().contiguous()
+    return kept
+
+
 def write_full_weights(model: nn.Module, folder: Path) -> Path:
-    """Every tensor of `model` into `folder/model.safetensors`. Returns the folder."""
-    from safetensors.torch import save_model
+    """Every tensor of `model` into `folder/model.safetensors`, under the names of its Hugging Face checkpoint
+    (`checkpoint_tensors`). Returns the folder."""
+    from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(folder / FULL_FILE))
+    save_file(checkpoint_tensors(model), str(folder / FULL_FILE), metadata={"format": "pt"})
     return folder
 
 
