@@ -128,6 +128,19 @@ def test_a_rollout_from_other_weights_is_refused(server, toy_model_dir):
     served.close()
 
 
+def test_the_weight_version_is_read_where_sglang_reports_it():
+    """SGLang's completions carry `metadata: {weight_version}` (so does rlgf serve's); an answer without it
+    cannot be checked, so it is refused."""
+    served = ServedEngine("http://unused/v1", "learner")
+    served.version = 7
+    served._check_version({"metadata": {"weight_version": "7"}})
+    served._check_version({"weight_version": 7})  # a server that reports it at the top level
+    with pytest.raises(StaleWeightsError, match="version 6.*version 7"):
+        served._check_version({"metadata": {"weight_version": "6"}})
+    with pytest.raises(StaleWeightsError, match="does not report"):
+        served._check_version({"metadata": {}})
+
+
 def test_sync_to_a_server_that_is_gone_or_refuses_is_a_named_error(server, toy_model_dir, other_toy_model_dir):
     learner = load_policy(str(toy_model_dir)).eval()
     with pytest.raises(ConfigError, match="serves \\['learner'\\], not 'policy'"):

@@ -11,7 +11,8 @@ The protocol, the one serving engines expose for RL weight sync over HTTP:
 Rollouts go to `/v1/completions` as token-id prompts (the query and its prefix of response tokens) with
 `return_token_ids` (vLLM's extension), so the tokens come back exactly, never re-tokenized text. A response
 generated with other weights than the learner's current ones is refused (StaleWeightsError): the LoRA
-adapter's name, or the full weights' `weight_version`, must be the version just sent. The server's log-probs
+adapter's name, or the full weights' `weight_version` (in the answer's `metadata`, where SGLang reports
+it), must be the version just sent. The server's log-probs
 are never used: the update recomputes them with the learner.
 """
 
@@ -182,7 +183,8 @@ class ServedEngine(RolloutEngine):
                 raise StaleWeightsError(f"A rollout came back from {body.get('model')!r}, not from the adapter of "
                                         f"the learner's version {self.version} ({self.served_name!r}).")
             return
-        reported = body.get("weight_version")
+        metadata = body.get("metadata")
+        reported = (metadata.get("weight_version") if isinstance(metadata, dict) else None) or body.get("weight_version")
         if reported is None:
             raise StaleWeightsError("The rollout server does not report the weights' version (`weight_version`), so "
                                     "a stale rollout could not be refused: serve with rlgf serve, or train with LoRA "

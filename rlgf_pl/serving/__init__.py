@@ -10,7 +10,7 @@ ending in `data: [DONE]`, and `stream_options.include_usage`), `n`, `max_tokens`
 `seed`, `logprobs` (completions: up to 5 alternatives; chat: `logprobs` with `top_logprobs` up to 20), `echo`,
 and vLLM's `top_k`, `min_tokens` and `return_token_ids`; a completion prompt may be token ids. Weight sync for
 RL: POST /update_weights_from_disk (SGLang's), /v1/load_lora_adapter and /v1/unload_lora_adapter (vLLM's);
-every answer then reports the `weight_version` that wrote it. Every answer counts its `usage` in tokens. A field the server cannot honour, or one that is
+every answer then reports the `weight_version` that wrote it (in `metadata`, as SGLang does). Every answer counts its `usage` in tokens. A field the server cannot honour, or one that is
 malformed, is a 400 in OpenAI's error shape naming it.
 
 Requests that arrive together are generated together (`engine.py`). A streamed answer is sent when its batch

@@ -62,12 +62,13 @@ def response_body(request: CompletionRequest, choices: list[Choice], rid: str, c
 
 
 def _version(choices: list[Choice]) -> dict:
-    """`weight_version`: the version of the weights that wrote every choice, once the trainer has sent any
-    ('mixed' if an update came between two of them, which the served engine refuses)."""
+    """`metadata.weight_version` (where SGLang reports it): the version of the weights that wrote every choice,
+    once the trainer has sent any ('mixed' if an update came between two of them, which the served engine
+    refuses)."""
     versions = {choice.weight_version for choice in choices}
     if versions == {None}:
         return {}
-    return {"weight_version": versions.pop() if len(versions) == 1 else "mixed"}
+    return {"metadata": {"weight_version": versions.pop() if len(versions) == 1 else "mixed"}}
 
 
 def stream_chunks(request: CompletionRequest, choices: list[Choice], rid: str, created: int,
