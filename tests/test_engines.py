@@ -236,3 +236,23 @@ def test_full_weights_are_written_under_the_checkpoint_names_serving_engines_loa
     load_full_weights(served, tmp_path / "sync")
     for (name, mine), theirs in zip(model.state_dict().items(), served.state_dict().values()):
         assert torch.equal(mine, theirs), name
+
+
+def test_lora_calls_fall_back_to_the_servers_root_where_sglang_serves_them(toy_model_dir, tmp_path):
+    import httpx
+
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(404 if request.url.path.startswith("/v1/") else 200, json={"success": True})
+
+    learner = load_policy(str(toy_model_dir)).eval()
+    add_adapters(learner.model, LoraSettings(r=2, target_modules=["c_attn"]))
+    served = ServedEngine("http://sglang:30000/v1", "learner", sync_dir=str(tmp_path))
+    served._http = httpx.Client(transport=httpx.MockTransport(handler))
+    served.sync(learner, 1)
+    served.sync(learner, 2)
+    assert calls == ["/v1/load_lora_adapter", "/load_lora_adapter", "/v1/load_lora_adapter", "/load_lora_adapter",
+                     "/v1/unload_lora_adapter", "/unload_lora_adapter"]
+    assert served.served_name == "learner-v2"

@@ -5,8 +5,9 @@ The protocol, the one serving engines expose for RL weight sync over HTTP:
 - full weights: the trainer writes the state dict to a folder the server can read and posts
   `/update_weights_from_disk {"model_path", "weight_version"}` (SGLang's route, and `rlgf serve`'s);
 - LoRA: the trainer writes the adapters alone (peft's format) and posts `/v1/load_lora_adapter {"lora_name",
-  "lora_path"}` (vLLM's runtime LoRA route, also SGLang's and `rlgf serve`'s), under a name that carries the
-  version; the previous adapter is unloaded.
+  "lora_path"}` (vLLM's runtime LoRA route; SGLang serves it at the root, `/load_lora_adapter`, where the engine
+  turns on a 404; `rlgf serve` at both), under a name that carries the version; the previous adapter is
+  unloaded.
 
 Rollouts go to `/v1/completions` as token-id prompts (the query and its prefix of response tokens) with
 `return_token_ids` (vLLM's extension), so the tokens come back exactly, never re-tokenized text. A response
@@ -87,6 +88,19 @@ class ServedEngine(RolloutEngine):
             raise error(f"{what}: {url} answered {response.status_code}: {response.text[:300]}")
         return response
 
+    def _post_lora(self, route: str, payload: dict, what: str) -> httpx.Response:
+        """A runtime-LoRA call: at `/v1/<route>` (vLLM's place), or at the server's root where that is not found
+        (SGLang's place)."""
+        try:
+            response = self.http.post(f"{self.url}/{route}", json=payload)
+        except httpx.HTTPError:
+            response = None
+        if response is not None and response.status_code == 200:
+            return response
+        if response is None or response.status_code == 404:
+            return self._post(f"{self.root}/{route}", payload, what, WeightSyncError)
+        raise WeightSyncError(f"{what}: {self.url}/{route} answered {response.status_code}: {response.text[:300]}")
+
     def setup(self, policy: Policy) -> None:
         if policy.kind != "causal":
             raise ConfigError(f"The served engine writes causal LMs' rollouts (a token-id prompt continued); the "
@@ -131,12 +145,11 @@ class ServedEngine(RolloutEngine):
         if has_adapters(policy.model):
             write_adapters(policy.model, folder)
             name = f"{self.model}-v{version}"
-            self._post(f"{self.url}/load_lora_adapter", {"lora_name": name, "lora_path": str(folder.resolve())}, what,
-                       WeightSyncError)
+            self._post_lora("load_lora_adapter", {"lora_name": name, "lora_path": str(folder.resolve())}, what)
             if self.served_name != self.model:
                 try:  # the old adapter is only memory on the server now; a failure to drop it stops nothing
-                    self.http.post(f"{self.url}/unload_lora_adapter", json={"lora_name": self.served_name})
-                except httpx.HTTPError:
+                    self._post_lora("unload_lora_adapter", {"lora_name": self.served_name}, what)
+                except (httpx.HTTPError, WeightSyncError):
                     pass
             self.served_name = name
         else:
