@@ -81,7 +81,7 @@ def test_served_greedy_rollouts_equal_the_hf_engine_before_and_after_an_update(s
         if version == 0:
             before = got
     assert not torch.equal(before[0], got[0])  # the update changed what the server writes
-    assert sorted(p.name for p in (tmp_path / "sync").iterdir()) == ["v1"]  # the old version's files are gone
+    assert sorted(p.name for p in served._folder.parent.iterdir()) == ["v1"]  # the old version's files are gone
     served.close()
 
 
@@ -122,7 +122,7 @@ def test_a_rollout_from_other_weights_is_refused(server, toy_model_dir):
     learner = load_policy(str(toy_model_dir)).eval()
     served = ServedEngine(url(server), "learner")
     served.sync(learner, 3)
-    server.engine.load_weights(served.sync_dir / "v3", "2")  # someone else's update: the server says version 2
+    server.engine.load_weights(served._folder, "2")  # someone else's update: the server says version 2
     with pytest.raises(StaleWeightsError, match="version 2.*version 3"):
         rollouts(learner, served)
     served.close()
@@ -256,3 +256,23 @@ def test_lora_calls_fall_back_to_the_servers_root_where_sglang_serves_them(toy_m
     assert calls == ["/v1/load_lora_adapter", "/load_lora_adapter", "/v1/load_lora_adapter", "/load_lora_adapter",
                      "/v1/unload_lora_adapter", "/unload_lora_adapter"]
     assert served.served_name == "learner-v2"
+
+
+def test_runs_side_by_side_on_one_sync_dir_never_share_a_weights_folder(server, toy_model_dir, tmp_path):
+    first, second = (load_policy(str(toy_model_dir)).eval() for _ in range(2))
+    nudge(second)
+    engines = [ServedEngine(url(server), "learner", sync_dir=str(tmp_path / "shared")) for _ in range(2)]
+    for version in (1, 2):  # both runs at the same step: the same version number
+        for engine, learner in zip(engines, (first, second)):
+            engine.sync(learner, version)
+    folders = [engine._folder for engine in engines]
+    assert folders[0] != folders[1] and all(folder.name == "v2" for folder in folders)
+    for folder, learner in zip(folders, (first, second)):
+        written = load_file(str(folder / "model.safetensors"))
+        assert torch.equal(written["transformer.h.0.attn.c_attn.weight"],
+                           learner.model.state_dict()["transformer.h.0.attn.c_attn.weight"])
+    assert sorted(path.name for path in folders[0].parent.iterdir()) == ["v2"]  # v1 went once v2 was loaded
+    engines[0].close()
+    assert not folders[0].exists() and folders[1].exists()  # a run removes its own folder, never a peer's
+    engines[1].close()
+    assert list((tmp_path / "shared").iterdir()) == []

@@ -46,9 +46,10 @@ class ServedEngine(RolloutEngine):
     Args:
         url: The server's OpenAI API root, e.g. http://127.0.0.1:8000/v1.
         model: The name the server serves the learner's base model under (its `--served-model-name`).
-        sync_dir: A folder both the trainer and the server can read, where each version's weights are written
-            (the previous version's are deleted once the server has the new ones); null: a temporary folder
-            (a server on the same machine).
+        sync_dir: A folder both the trainer and the server can read. Each run writes in a folder of its own
+            inside it (`rlgf-weights-*`, so runs side by side never load each other's weights), one version at
+            a time (the previous one is deleted once the server has the new one), and removes it at the end;
+            null: the machine's temporary folder (a server on the same machine).
         api_key_env: The environment variable holding the server's API key (unset or empty: none is sent).
         timeout: Seconds for one request (a batch of rollouts, or a weight update).
     """
@@ -65,8 +66,8 @@ class ServedEngine(RolloutEngine):
         self.timeout = timeout
         self.version: int | None = None
         self.served_name = model
-        self._folder: Path | None = None
-        self._temporary = False
+        self._run_dir: Path | None = None  # this run's folder inside sync_dir
+        self._folder: Path | None = None  # the version the server has now
         self._http: httpx.Client | None = None
 
     # ---- connection --------------------------------------------------------------------------------
@@ -123,8 +124,9 @@ class ServedEngine(RolloutEngine):
         if self._http is not None:
             self._http.close()
             self._http = None
-        if self._temporary and self.sync_dir is not None:
-            shutil.rmtree(self.sync_dir, ignore_errors=True)
+        if self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            self._run_dir = self._folder = None
 
     # ---- weights -----------------------------------------------------------------------------------
     def sync(self, policy: Policy, version: int, send: bool = True) -> float:
@@ -137,9 +139,11 @@ class ServedEngine(RolloutEngine):
             self.served_name = f"{self.model}-v{version}" if has_adapters(policy.model) else self.model
             return 0.0
         started = time.perf_counter()
-        if self.sync_dir is None:
-            self.sync_dir, self._temporary = Path(tempfile.mkdtemp(prefix="rlgf-weights-")), True
-        folder = self.sync_dir / f"v{version}"
+        if self._run_dir is None:
+            if self.sync_dir is not None:
+                self.sync_dir.mkdir(parents=True, exist_ok=True)
+            self._run_dir = Path(tempfile.mkdtemp(prefix="rlgf-weights-", dir=self.sync_dir))
+        folder = self._run_dir / f"v{version}"
         shutil.rmtree(folder, ignore_errors=True)
         what = f"Weight sync of version {version}"
         if has_adapters(policy.model):
