@@ -78,6 +78,17 @@ class RLGFCLI(LightningCLI):
         init_args = model.get("init_args") or Namespace()
         return model.get("class_path"), _plain(init_args)
 
+    _reserved: Path | None = None
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except BaseException:
+            if self._reserved is not None:
+                with contextlib.suppress(OSError):
+                    self._reserved.rmdir()  # nothing ran: give the folder back (only while it is empty)
+            raise
+
     def _run_subcommand(self, subcommand: str) -> None:
         try:
             super()._run_subcommand(subcommand)
@@ -89,7 +100,8 @@ class RLGFCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """Top-level `callbacks` join `trainer.callbacks`. Default logger: TensorBoard under
         `{default_root_dir}/{algorithm}/version_N`, so runs of different algorithms sharing one trainer config land
-        in separate folders; with `--ckpt_path` into such a folder (a resumed fit, a test), that same folder, and
+        in separate folders (N: the next free one, claimed by creating it, so runs started side by side never
+        share one); with `--ckpt_path` into such a folder (a resumed fit, a test), that same folder, and
         the config is saved as `config.{fit,test}.yaml` beside the fit's `config.yaml`."""
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config.get("callbacks"):  # the top-level list joins the trainer's callbacks, which it does not replace
@@ -105,6 +117,9 @@ class RLGFCLI(LightningCLI):
                 logger.version = run.name
                 if (run / "config.yaml").is_file():  # the fit's own config is kept as it was written
                     self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config.{self.subcommand}.yaml"}
+            elif rank_zero_only.rank == 0:  # other ranks write no logs; their checkpoints follow rank 0's folder
+                self._reserved = reserve_run_folder(Path(root) / algorithm)
+                logger.version = self._reserved.name
             config.trainer.logger = Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger", init_args=logger)
 
 
@@ -133,6 +148,22 @@ def run_folder_of(ckpt_path: str | None, runs_of_algorithm: Path) -> Path | None
     if checkpoint.parent.name != "checkpoints" or run.parent != runs_of_algorithm.resolve() or not run.is_dir():
         return None
     return run
+
+
+def reserve_run_folder(runs_of_algorithm: Path) -> Path:
+    """Create and return the next free `version_N` folder. The creation is what claims it (atomic), so runs
+    started side by side on one `default_root_dir` never share a folder, its checkpoints or its logs."""
+    runs_of_algorithm.mkdir(parents=True, exist_ok=True)
+    taken = [int(path.name.removeprefix("version_")) for path in runs_of_algorithm.glob("version_*")
+             if path.name.removeprefix("version_").isdigit()]
+    number = max(taken, default=-1) + 1
+    while True:
+        folder = runs_of_algorithm / f"version_{number}"
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            number += 1
 
 
 def remove_unused_log_dir(trainer: Trainer) -> None:

@@ -47,6 +47,7 @@ def test_ppo_learns_the_toy_reward_and_test_writes_results(tmp_path, toy_model_d
 def test_unloadable_model_names_the_path_and_fix(tmp_path):
     with pytest.raises((OSError, ValueError), match=r"(?s)'/no/such/model' does not exist.*save_pretrained"):
         main(fast_fit_args(tmp_path, "/no/such/model"))
+    assert not list(tmp_path.rglob("version_*"))  # the run folder it claimed went back
 
 
 def test_minibatch_larger_than_rank_rollouts_is_refused(tmp_path, toy_model_dir):
@@ -124,3 +125,36 @@ def test_a_resumed_fit_and_a_test_stay_in_the_runs_own_folder_and_keep_its_confi
     assert (run / "config.fit.yaml").is_file() and (run / "config.test.yaml").is_file()
     assert (run / "test_results.json").is_file()
     assert len(per_epoch(read_scalars(run), "train/reward")) == 2, "both halves of the fit in one TensorBoard run"
+
+
+def test_run_folders_are_claimed_atomically_under_a_race(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rlgf_pl.cli import reserve_run_folder
+
+    (tmp_path / "ppo" / "version_3").mkdir(parents=True)
+    with ThreadPoolExecutor(8) as pool:
+        folders = list(pool.map(lambda _: reserve_run_folder(tmp_path / "ppo"), range(16)))
+    assert sorted(int(folder.name.split("_")[1]) for folder in folders) == list(range(4, 20))
+
+
+@pytest.mark.slow
+def test_two_fits_started_side_by_side_keep_their_own_folders(tmp_path, toy_model_dir):
+    """Peers on one default_root_dir: each run claims its own version_N, so neither overwrites the other's
+    checkpoints, config or logs."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    command = [str(Path(sys.executable).parent / "rlgf"), *fast_fit_args(tmp_path, toy_model_dir, epochs=1)]
+    runs = [subprocess.Popen([*command, f"--seed_everything={seed}"], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+    for run in runs:
+        assert run.wait(timeout=300) == 0, run.stderr.read()[-3000:]
+    folders = sorted((tmp_path / "ppo").iterdir())
+    assert [folder.name for folder in folders] == ["version_0", "version_1"]
+    seeds = set()
+    for folder in folders:
+        assert (folder / "checkpoints" / "last.ckpt").is_file() and len(list(folder.glob("events.out.*"))) == 1
+        seeds.add((folder / "config.yaml").read_text().split("seed_everything:")[1].split()[0])
+    assert seeds == {"1", "2"}
