@@ -87,7 +87,7 @@ def test_served_greedy_rollouts_equal_the_hf_engine_before_and_after_an_update(s
 
 def test_sampled_served_rollouts_repeat_under_a_seed_and_keep_min_tokens(server, toy_model_dir):
     learner = load_policy(str(toy_model_dir)).eval()
-    served = ServedEngine(url(server), "learner")
+    served = ServedEngine(url(server), "learner", seed=True)
     served.sync(learner, 0)
     settings = GenerationSettings(max_new_tokens=6, min_new_tokens=6, top_k=5)
     draws = []
@@ -276,3 +276,51 @@ def test_runs_side_by_side_on_one_sync_dir_never_share_a_weights_folder(server, 
     assert not folders[0].exists() and folders[1].exists()  # a run removes its own folder, never a peer's
     engines[1].close()
     assert list((tmp_path / "shared").iterdir()) == []
+
+
+def vllm_like_server(requests: list[dict]):
+    """A mock completions server with vLLM's seed semantics: every prompt of a request draws from the request's
+    one seed (the same tokens for every prompt); a request without a seed draws from a shared stream."""
+    import json
+    import random
+
+    import httpx
+
+    shared = random.Random(0)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("update_weights_from_disk"):
+            return httpx.Response(200, json={"success": True})
+        body = json.loads(request.content)
+        requests.append(body)
+        choices = []
+        for index, _ in enumerate(body["prompt"]):
+            draw = random.Random(body["seed"]) if "seed" in body else shared
+            choices.append({"index": index, "finish_reason": "length",
+                            "token_ids": [draw.randrange(5, 40) for _ in range(body["max_tokens"])]})
+        return httpx.Response(200, json={"model": body["model"], "choices": choices, "metadata": {"weight_version": "1"}})
+
+    return httpx.Client(transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.parametrize("seed", [False, True])
+def test_sampled_rows_are_independent_draws_on_a_server_that_gives_a_request_one_seed(toy_model_dir, tmp_path, seed):
+    learner = load_policy(str(toy_model_dir)).eval()
+    requests: list[dict] = []
+    served = ServedEngine("http://vllm:8000/v1", "learner", sync_dir=str(tmp_path), seed=seed)
+    served._http = vllm_like_server(requests)
+    served.sync(learner, 1)
+    query = learner.encode_prompts(["good"] * 4, 16)  # one prompt's group, as GRPO sends it
+    empty = torch.zeros((4, 0), dtype=torch.long)
+    settings = GenerationSettings(max_new_tokens=6, top_k=5)
+    draws = []
+    for _ in range(2):
+        with seeded_generation(7, torch.device("cpu")):
+            draws.append(served.generate(learner, *query, settings, empty, empty)[0])
+    assert len({tuple(row) for row in draws[0].tolist()}) == 4  # four different continuations of one prompt
+    if seed:  # a request per row, each under a seed of its own from the run's stream: the draws repeat
+        assert len(requests) == 8 and all(len(body["prompt"]) == 1 for body in requests)
+        assert len({body["seed"] for body in requests[:4]}) == 4 and torch.equal(draws[0], draws[1])
+    else:  # one request, no seed: the server's own stream
+        assert len(requests) == 2 and all("seed" not in body for body in requests)
+    served.close()

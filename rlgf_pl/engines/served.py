@@ -15,6 +15,12 @@ generated with other weights than the learner's current ones is refused (StaleWe
 adapter's name, or the full weights' `weight_version` (in the answer's `metadata`, where SGLang reports
 it), must be the version just sent. The server's log-probs
 are never used: the update recomputes them with the learner.
+
+Sampled rollouts go as one request without a seed, so every row is an independent draw: vLLM (and SGLang) give
+every prompt of a request the same seed, so a seeded batch would draw the same noise for every row, and a
+group's identical prompts (GRPO, a shared roll-in) the same continuation. With `seed: true` each row goes as a
+request of its own, under its own seed from the run's random stream, sent concurrently: reproducible on a
+server that honours per-request seeds.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,30 +59,42 @@ class ServedEngine(RolloutEngine):
             null: the machine's temporary folder (a server on the same machine).
         api_key_env: The environment variable holding the server's API key (unset or empty: none is sent).
         timeout: Seconds for one request (a batch of rollouts, or a weight update).
+        seed: Sample each row in a request of its own under a seed drawn from the run's random stream, so
+            sampled rollouts repeat on a server that honours per-request seeds (vLLM, rlgf serve). Off: one
+            request per batch, no seed (independent draws, not reproducible).
+        max_concurrency: Requests in flight at once with `seed` on.
     """
 
     name = "served"
 
     def __init__(self, url: str = "http://127.0.0.1:8000/v1", model: str = "learner", sync_dir: str | None = None,
-                 api_key_env: str | None = None, timeout: float = 600.0) -> None:
+                 api_key_env: str | None = None, timeout: float = 600.0, seed: bool = False,
+                 max_concurrency: int = 64) -> None:
+        if max_concurrency < 1 or timeout <= 0:
+            raise ConfigError(f"ServedEngine needs max_concurrency >= 1 and timeout > 0; got {max_concurrency} and "
+                              f"{timeout}.")
         self.url = url.rstrip("/")
         self.root = self.url.removesuffix("/v1")
         self.model = model
         self.sync_dir = Path(sync_dir) if sync_dir else None
         self.api_key_env = api_key_env
         self.timeout = timeout
+        self.seed = seed
+        self.max_concurrency = max_concurrency
         self.version: int | None = None
         self.served_name = model
         self._run_dir: Path | None = None  # this run's folder inside sync_dir
         self._folder: Path | None = None  # the version the server has now
         self._http: httpx.Client | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     # ---- connection --------------------------------------------------------------------------------
     @property
     def http(self) -> httpx.Client:
         if self._http is None:
             key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
-            self._http = httpx.Client(timeout=self.timeout, headers={"Authorization": f"Bearer {key}"} if key else {})
+            self._http = httpx.Client(timeout=self.timeout, headers={"Authorization": f"Bearer {key}"} if key else {},
+                                      limits=httpx.Limits(max_connections=self.max_concurrency))
         return self._http
 
     def _post(self, url: str, payload: dict, what: str, error: type[Exception]) -> httpx.Response:
@@ -121,6 +140,9 @@ class ServedEngine(RolloutEngine):
                               "model.init_args.engine.init_args.model to the learner's served name.")
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         if self._http is not None:
             self._http.close()
             self._http = None
@@ -179,20 +201,31 @@ class ServedEngine(RolloutEngine):
                               "with the hf engine.")
         rows = [torch.cat([q[m.bool()], p[pm.bool()]]).tolist()
                 for q, m, p, pm in zip(query_ids.cpu(), query_mask.cpu(), prefix_ids.cpu(), prefix_mask.cpu())]
-        payload = {"model": self.served_name, "prompt": rows, "max_tokens": settings.max_new_tokens,
+        payload = {"model": self.served_name, "max_tokens": settings.max_new_tokens,
                    "min_tokens": settings.min_new_tokens, "return_token_ids": True, "n": 1,
                    "temperature": settings.temperature if settings.do_sample else 0.0}
         if settings.do_sample:
-            payload.update(top_p=settings.top_p, seed=int(torch.randint(0, 2**31 - 1, (1,))))
+            payload["top_p"] = settings.top_p
             if settings.top_k:
                 payload["top_k"] = settings.top_k
-        body = self._post(f"{self.url}/completions", payload, "Rollout generation", RolloutServerError).json()
-        self._check_version(body)
-        choices = sorted(body.get("choices", []), key=lambda choice: choice["index"])
+        if settings.do_sample and self.seed:  # one request per row: a server gives a request's prompts one seed
+            seeds = torch.randint(0, 2**31 - 1, (len(rows),)).tolist()
+            bodies = [dict(payload, prompt=[row], seed=seed) for row, seed in zip(rows, seeds)]
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="rlgf-served")
+            choices = [choice for answer in self._pool.map(self._complete, bodies) for choice in answer]
+        else:
+            choices = self._complete(dict(payload, prompt=rows))
         if len(choices) != len(rows) or any(choice.get("token_ids") is None for choice in choices):
             raise RolloutServerError("The rollout server did not return one choice with token ids per prompt; it needs "
-                                  "`return_token_ids` (vLLM >= 0.10.2, SGLang, rlgf serve).")
+                                     "`return_token_ids` (vLLM >= 0.10.2, SGLang, rlgf serve).")
         return self._tokens(policy, choices, settings.max_new_tokens, query_ids.device)
+
+    def _complete(self, payload: dict) -> list[dict]:
+        """One completions request: its choices in prompt order, once its weights' version is checked."""
+        body = self._post(f"{self.url}/completions", payload, "Rollout generation", RolloutServerError).json()
+        self._check_version(body)
+        return sorted(body.get("choices", []), key=lambda choice: choice["index"])
 
     def _check_version(self, body: dict) -> None:
         if self.served_name != self.model:  # LoRA: the adapter's name carries the version
