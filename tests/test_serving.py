@@ -206,3 +206,19 @@ def test_token_id_prompts_equal_their_text_and_return_their_tokens(served, clien
     whole = client.completions.create(model="toy", prompt=ids, max_tokens=6, temperature=0,
                                       extra_body={"return_token_ids": True, "min_tokens": 6})
     assert all(len(choice.token_ids) == 6 for choice in whole.choices)  # no end before min_tokens
+
+
+def test_a_port_in_use_is_named_before_the_model_loads(tmp_path, capsys):
+    import socket
+
+    from rlgf_pl.serving.server import serve_main
+
+    with socket.socket() as taken:  # a peer's server on the port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as exit_info:
+            serve_main([str(tmp_path / "no-model-here"), "--port", str(port)])  # the model would fail to load
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert f"127.0.0.1:{port}" in message and "--port 0" in message and "no-model-here" not in message

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import os
+import socket
 import time
 import uuid
 from http import HTTPStatus
@@ -184,6 +185,24 @@ class CompletionHandler(BaseHTTPRequestHandler):
             self._answer(HTTPStatus.OK, response_body(request, choices, rid, created, name))
 
 
+def address_message(host: str, port: int, error: OSError) -> str:
+    return (f"cannot listen on {host}:{port} ({error.strerror or error}): another server (a peer's rlgf serve?) may "
+            "hold that port; pick another with --port, or --port 0 for a free one.")
+
+
+def address_unavailable(host: str, port: int) -> str | None:
+    """Why `rlgf serve` could not listen on host:port (bound the way the server binds), or None."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+    except OSError as error:
+        return address_message(host, port, error)
+    finally:
+        probe.close()
+    return None
+
+
 def serve_main(argv: list[str]) -> int:
     from rlgf_pl.serving import __doc__ as doc
 
@@ -204,9 +223,16 @@ def serve_main(argv: list[str]) -> int:
     api_key = os.environ.get(args.api_key_env, "") if args.api_key_env else ""
     if args.api_key_env and not api_key:
         parser.error(f"--api-key-env {args.api_key_env}: that environment variable is unset or empty.")
+    unavailable = address_unavailable(args.host, args.port)  # before the model loads, which can take minutes
+    if unavailable:
+        parser.error(unavailable)
     policy = load_policy(args.model, "auto", args.dtype).to(args.device).eval().requires_grad_(False)
     engine = CompletionEngine(policy, args.max_batch_size, args.default_max_tokens)
-    server = CompletionServer((args.host, args.port), engine, args.served_model_name or args.model, api_key or None)
+    try:
+        server = CompletionServer((args.host, args.port), engine, args.served_model_name or args.model,
+                                  api_key or None)
+    except OSError as error:  # taken while the model loaded
+        parser.error(address_message(args.host, args.port, error))
     host, port = server.server_address[:2]
     print(f"rlgf serve: {args.model} as {server.served_name!r} at http://{host}:{port}/v1 (Ctrl-C stops)", flush=True)
     try:
