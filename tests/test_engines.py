@@ -4,6 +4,7 @@ the last checkpoint), and the sampler writing the learner's tokens only through 
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -196,6 +197,39 @@ def test_fit_with_the_served_engine_trains_and_a_failed_sync_stops_with_the_chec
         server.shutdown()
         server.server_close()
 
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [True, False])
+def test_a_seeded_served_run_resumes_exactly(toy_model_dir, tmp_path, seed):
+    """Against `rlgf serve` in a process of its own, as a real server runs: with `seed: true` every row's draw is
+    fixed by the run's stream, so the resumed run equals the straight one; without, the server's own stream
+    moved on between the runs and the resumed run differs."""
+    import re
+    import subprocess
+    import sys
+
+    server = subprocess.Popen([sys.executable, "-m", "rlgf_pl.cli", "serve", str(toy_model_dir), "--port", "0",
+                               "--served-model-name", "learner"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        address = next(found.group(1) for line in server.stdout if (found := re.search(r"at (http://\S+/v1)", line)))
+        engine = (f"--model.init_args.engine=rlgf_pl.engines.ServedEngine --model.init_args.engine.init_args.url="
+                  f"{address} --model.init_args.engine.init_args.seed={str(seed).lower()}").split()
+        stop = ["--trainer.callbacks+=helpers.StopAfterEpochs", "--trainer.callbacks.init_args.epochs=1"]
+        main(fast_fit_args(tmp_path / "straight", toy_model_dir, epochs=2, extra=engine))
+        main(fast_fit_args(tmp_path / "interrupted", toy_model_dir, epochs=2, extra=[*engine, *stop]))
+        (stopped,) = (tmp_path / "interrupted").rglob("last.ckpt")
+        main([*fast_fit_args(tmp_path / "resumed", toy_model_dir, epochs=2, extra=engine), f"--ckpt_path={stopped}"])
+    finally:
+        server.terminate()
+        server.wait()
+    (straight,), (resumed,) = ((tmp_path / run).rglob("last.ckpt") for run in ("straight", "resumed"))
+    first, second, start = (torch.load(path, weights_only=False) for path in (straight, resumed, stopped))
+    assert first["global_step"] == second["global_step"] > start["global_step"] > 0
+    assert any(not torch.equal(start["state_dict"][k], v) for k, v in first["state_dict"].items())
+    same = all(torch.equal(second["state_dict"][key], value) for key, value in first["state_dict"].items())
+    assert same == seed
 
 def test_a_request_for_an_adapter_replaced_before_its_turn_is_refused(server, toy_model_dir, tmp_path):
     from rlgf_pl.serving import RequestError, parse_request

@@ -222,3 +222,15 @@ def test_a_port_in_use_is_named_before_the_model_loads(tmp_path, capsys):
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
     assert f"127.0.0.1:{port}" in message and "--port 0" in message and "no-model-here" not in message
+
+
+def test_requests_without_a_seed_draw_fresh_noise_and_many_at_once_are_all_answered(served, client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def ask(_):  # a long continuation: two equal draws would be a coincidence of 24 tokens
+        return client.completions.create(model="toy", prompt=PROMPTS[0], max_tokens=24, temperature=1.0,
+                                         extra_body={"top_k": 0, "min_tokens": 24}).choices[0].text
+
+    with ThreadPoolExecutor(48) as pool:  # more at once than a default listen backlog holds
+        texts = list(pool.map(ask, range(48)))
+    assert len(set(texts)) == 48

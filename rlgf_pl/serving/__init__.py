@@ -13,7 +13,8 @@ RL: POST /update_weights_from_disk (SGLang's), /v1/load_lora_adapter and /v1/unl
 every answer then reports the `weight_version` that wrote it (in `metadata`, as SGLang does). Every answer counts its `usage` in tokens. A field the server cannot honour, or one that is
 malformed, is a 400 in OpenAI's error shape naming it.
 
-Requests that arrive together are generated together (`engine.py`). A streamed answer is sent when its batch
+Requests that arrive together are generated together (`engine.py`); a seeded request's choices alone, under its
+seed, and a request without one with fresh noise of its own. A streamed answer is sent when its batch
 has finished generating: each choice's text arrives as one chunk, then its finish reason. Log-probs are the
 model's own (temperature 1, before top-k/top-p), computed by one extra forward pass over the choices that ask.
 """

@@ -11,6 +11,7 @@ generation, and each choice records the weights' version it was generated with.
 from __future__ import annotations
 
 import queue
+import random
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -102,6 +103,8 @@ class CompletionEngine:
         self.weight_version: str | None = None
         self.adapter: str | None = None
         """The name the loaded LoRA adapter is served under (None: no adapter loaded)."""
+        self.unseeded = random.SystemRandom()
+        """Seeds the requests that bring none: each its own draw (fresh noise, as vLLM gives them)."""
         self.jobs: queue.Queue[Job] = queue.Queue()
         threading.Thread(target=self._work, daemon=True, name="rlgf-serve-generate").start()
 
@@ -207,8 +210,8 @@ class CompletionEngine:
         if has_adapters(policy.model):  # the base model's name runs with the adapters off
             policy.adapters_off = request.adapter is None
         with torch.random.fork_rng(devices=[policy.device] if policy.device.type == "cuda" else []):
-            if request.seed is not None:
-                torch.manual_seed(request.seed)
+            # the fork restores the process's stream afterwards, so a request without a seed needs one of its own
+            torch.manual_seed(request.seed if request.seed is not None else self.unseeded.getrandbits(63))
             tokens, lengths = policy.generate(*query, settings)
         kept = torch.minimum(lengths, torch.tensor([job.max_tokens for job in jobs], device=lengths.device))
         last = tokens.gather(1, (kept - 1).clamp(min=0)[:, None]).squeeze(1)

@@ -34,6 +34,9 @@ class CompletionServer(ThreadingHTTPServer):
     """Parses OpenAI-style requests into jobs for the engine and answers in the same style."""
 
     daemon_threads = True
+    request_queue_size = 1024
+    """The listen backlog (socketserver's default of 5 resets connections when clients send many requests at once,
+    as the served engine with `seed: true` and the API guide do)."""
 
     def __init__(self, address: tuple[str, int], engine: CompletionEngine, served_name: str,
                  api_key: str | None = None) -> None:
