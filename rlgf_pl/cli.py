@@ -25,7 +25,7 @@ from rlgf_pl.algorithms.base import RLGFModule
 from rlgf_pl.checkpoints import LIGHTNING_CKPT_KEYWORDS, merge_stored_settings, read_checkpoint
 from rlgf_pl.config_errors import RLGFArgumentParser
 from rlgf_pl.data.datamodule import RolloutDataModule
-from rlgf_pl.errors import TRACEBACK_VARIABLE, UserInputError
+from rlgf_pl.errors import TRACEBACK_VARIABLE, ConfigError, UserInputError
 
 
 class RLGFCLI(LightningCLI):
@@ -153,7 +153,11 @@ def run_folder_of(ckpt_path: str | None, runs_of_algorithm: Path) -> Path | None
 def reserve_run_folder(runs_of_algorithm: Path) -> Path:
     """Create and return the next free `version_N` folder. The creation is what claims it (atomic), so runs
     started side by side on one `default_root_dir` never share a folder, its checkpoints or its logs."""
-    runs_of_algorithm.mkdir(parents=True, exist_ok=True)
+    try:
+        runs_of_algorithm.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"Cannot create the run folder {runs_of_algorithm} ({error.strerror or error}): set "
+                          "trainer.default_root_dir to a folder you can write.") from None
     taken = [int(path.name.removeprefix("version_")) for path in runs_of_algorithm.glob("version_*")
              if path.name.removeprefix("version_").isdigit()]
     number = max(taken, default=-1) + 1

@@ -138,6 +138,16 @@ def test_run_folders_are_claimed_atomically_under_a_race(tmp_path):
     assert sorted(int(folder.name.split("_")[1]) for folder in folders) == list(range(4, 20))
 
 
+
+def test_a_run_folder_that_cannot_be_made_is_named_with_the_fix(tmp_path):
+    from rlgf_pl.cli import reserve_run_folder
+    from rlgf_pl.errors import ConfigError
+
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"a-file/ppo .*trainer.default_root_dir"):
+        reserve_run_folder(tmp_path / "a-file" / "ppo")
+    assert (tmp_path / "a-file").read_text() == "not a folder"
+
 @pytest.mark.slow
 def test_two_fits_started_side_by_side_keep_their_own_folders(tmp_path, toy_model_dir):
     """Peers on one default_root_dir: each run claims its own version_N, so neither overwrites the other's
