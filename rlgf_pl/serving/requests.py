@@ -246,8 +246,8 @@ def parse_request(body: Any, chat: bool, served_name: str, adapters: tuple[str, 
     if n * max(len(texts), 1) > MAX_CHOICES:
         raise bad("n", f"{len(texts)} prompts times n = {n} asks for more than {MAX_CHOICES} choices; split it.")
     seed = body.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise bad("seed", f"'seed' must be an integer, got {seed!r}.")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not -2**63 <= seed < 2**63):
+        raise bad("seed", f"'seed' must be an integer in [-2**63, 2**63), as vLLM takes it; got {seed!r}.")
     if body.get("user") is not None and not isinstance(body["user"], str):
         raise bad("user", f"'user' must be a string, got {body['user']!r}.")
     request = CompletionRequest(
