@@ -147,6 +147,7 @@ MALFORMED = [
     ("completions", {"prompt": "a", "n": 0}, "n"),
     ("completions", {"prompt": "a", "seed": 1.5}, "seed"),
     ("completions", {"prompt": "a", "seed": 2**64}, "seed"),
+    ("completions", {"prompt": "a \ud800"}, None),
     ("completions", {"prompt": "a", "frequency_penalty": 1.0}, "frequency_penalty"),
     ("completions", {"prompt": "a", "stream": "yes"}, "stream"),
     ("completions", {"prompt": "a", "stream_options": {"include_usage": True}}, "stream_options"),

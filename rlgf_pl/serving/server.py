@@ -173,6 +173,11 @@ class CompletionHandler(BaseHTTPRequestHandler):
                 body = json.loads(raw or b"{}")
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
                 raise RequestError(HTTPStatus.BAD_REQUEST, f"The request body is not JSON: {error}.") from error
+            try:  # JSON's \ud800 escapes decode to lone surrogates, which no tokenizer can encode
+                json.dumps(body, ensure_ascii=False).encode()
+            except UnicodeEncodeError as error:
+                raise RequestError(HTTPStatus.BAD_REQUEST, f"The request body holds text that is not valid Unicode "
+                                                           f"(a lone surrogate, {error.reason}).") from error
             request = self.server.request(body, chat=path == "/chat/completions")
             choices, rid, created = self.server.complete(request)
         except RequestError as error:
