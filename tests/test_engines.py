@@ -358,3 +358,32 @@ def test_sampled_rows_are_independent_draws_on_a_server_that_gives_a_request_one
     else:  # one request, no seed: the server's own stream
         assert len(requests) == 2 and all("seed" not in body for body in requests)
     served.close()
+
+
+@pytest.mark.parametrize(("answer", "message"), [
+    ({"choices": [{"index": 0, "token_ids": [3, 10**6], "finish_reason": "length"}]}, "outside the learner's vocabulary"),
+    ("<html>busy</html>", "not JSON"),
+])
+def test_an_answer_the_learner_cannot_use_is_a_named_error(toy_model_dir, tmp_path, answer, message):
+    """Another model behind the served name (its own vocabulary), or a proxy's page: named, never an index error
+    deep in the update."""
+    import httpx
+
+    from rlgf_pl.errors import RolloutServerError
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("update_weights_from_disk"):
+            return httpx.Response(200, json={"success": True})
+        if isinstance(answer, str):
+            return httpx.Response(200, text=answer)
+        return httpx.Response(200, json={**answer, "model": "learner", "metadata": {"weight_version": "1"}})
+
+    learner = load_policy(str(toy_model_dir)).eval()
+    served = ServedEngine("http://vllm:8000/v1", "learner", sync_dir=str(tmp_path))
+    served._http = httpx.Client(transport=httpx.MockTransport(handler))
+    served.sync(learner, 1)
+    query = learner.encode_prompts(["good"], 16)
+    empty = torch.zeros((1, 0), dtype=torch.long)
+    with pytest.raises(RolloutServerError, match=message):
+        served.generate(learner, *query, GREEDY, empty, empty)
+    served.close()

@@ -223,7 +223,12 @@ class ServedEngine(RolloutEngine):
 
     def _complete(self, payload: dict) -> list[dict]:
         """One completions request: its choices in prompt order, once its weights' version is checked."""
-        body = self._post(f"{self.url}/completions", payload, "Rollout generation", RolloutServerError).json()
+        answer = self._post(f"{self.url}/completions", payload, "Rollout generation", RolloutServerError)
+        try:
+            body = answer.json()
+        except ValueError:
+            raise RolloutServerError(f"The rollout server answered 200 with a body that is not JSON: "
+                                     f"{answer.text[:300]!r}") from None
         self._check_version(body)
         return sorted(body.get("choices", []), key=lambda choice: choice["index"])
 
@@ -254,6 +259,11 @@ class ServedEngine(RolloutEngine):
             if choice.get("finish_reason") == "stop" and ends and (not ids or ids[-1] not in ends) and len(ids) < budget:
                 ids.append(ends[0])
             rows.append(torch.tensor(ids, dtype=torch.long))
+        vocabulary = policy.model.get_input_embeddings().num_embeddings
+        if any(ids.numel() and not 0 <= int(ids.min()) <= int(ids.max()) < vocabulary for ids in rows):
+            raise RolloutServerError(f"The rollout server returned token ids outside the learner's vocabulary of "
+                                     f"{vocabulary}: it serves another model than the learner's base model. Serve "
+                                     "the learner's base model (its tokenizer) under model.init_args.engine.init_args.model.")
         lengths = torch.tensor([len(ids) for ids in rows], dtype=torch.long)
         tokens = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=policy.pad_token_id)
         if tokens.shape[1] == 0:  # every row empty: one padded column keeps the shapes valid
