@@ -259,13 +259,13 @@ class ServedEngine(RolloutEngine):
             if choice.get("finish_reason") == "stop" and ends and (not ids or ids[-1] not in ends) and len(ids) < budget:
                 ids.append(ends[0])
             rows.append(torch.tensor(ids, dtype=torch.long))
+        lengths = torch.tensor([len(ids) for ids in rows], dtype=torch.long)
+        tokens = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=policy.pad_token_id)
         vocabulary = policy.model.get_input_embeddings().num_embeddings
-        if any(ids.numel() and not 0 <= int(ids.min()) <= int(ids.max()) < vocabulary for ids in rows):
+        if tokens.numel() and not 0 <= int(tokens.min()) <= int(tokens.max()) < vocabulary:
             raise RolloutServerError(f"The rollout server returned token ids outside the learner's vocabulary of "
                                      f"{vocabulary}: it serves another model than the learner's base model. Serve "
                                      "the learner's base model (its tokenizer) under model.init_args.engine.init_args.model.")
-        lengths = torch.tensor([len(ids) for ids in rows], dtype=torch.long)
-        tokens = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=policy.pad_token_id)
         if tokens.shape[1] == 0:  # every row empty: one padded column keeps the shapes valid
             tokens = torch.full((len(rows), 1), policy.pad_token_id, dtype=torch.long)
         return tokens.to(device), lengths.to(device)
